@@ -1,0 +1,68 @@
+"""Exit codes and the refusals that map onto them.
+
+Every refusal carries one line saying why and one hint saying what to do next. The CLI prints
+them as ``kanban-migrate: <path>: <why> (<hint>)`` and exits with the code; nothing here
+imports more than the standard library, so the fast paths stay fast.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    """Stable, documented exit codes (README, "Exit codes")."""
+
+    OK = 0  #: done, or nothing to do / healthy
+    PENDING = 1  #: work pending (``--check``), problems found (verify), rows lost (recover)
+    USAGE = 2  #: bad usage, including a path that does not exist
+    REFUSED = 3  #: the input was refused and left untouched (not a board, corrupt, newer, ...)
+    BUSY = 4  #: the board is locked or in use by another process
+
+
+class KanbanMigrateError(Exception):
+    """A refusal: the board was left exactly as it was."""
+
+    code: ExitCode = ExitCode.REFUSED
+
+    def __init__(self, message: str, hint: str | None = None, *, path: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.path = path
+
+    def line(self) -> str:
+        where = f"{self.path}: " if self.path else ""
+        hint = f" ({self.hint})" if self.hint else ""
+        return f"{where}{self.message}{hint}"
+
+    def __str__(self) -> str:  # pragma: no cover - trivial
+        return self.line()
+
+
+class MissingBoard(KanbanMigrateError):
+    code = ExitCode.USAGE
+
+
+class UsageError(KanbanMigrateError):
+    code = ExitCode.USAGE
+
+
+class Refused(KanbanMigrateError):
+    code = ExitCode.REFUSED
+
+
+class NotABoard(Refused):
+    """Not SQLite, not a kanban board, empty, a directory..."""
+
+
+class CorruptBoard(Refused):
+    pass
+
+
+class NewerRevision(Refused):
+    pass
+
+
+class BoardBusy(KanbanMigrateError):
+    code = ExitCode.BUSY
