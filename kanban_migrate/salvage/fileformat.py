@@ -1,0 +1,583 @@
+"""Low-level pieces of the SQLite file format, read without SQLite.
+
+Everything here works on ``bytes`` (or anything ``struct.unpack_from`` accepts) and is
+bounds-checked by construction: a short or malformed buffer raises ``IndexError``,
+``ValueError`` or ``struct.error`` (all caught by the engine), never loops and never
+reads outside the buffer it was given.
+
+Reference: https://www.sqlite.org/fileformat2.html
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+__all__ = [
+    "MAGIC", "DbHeader", "read_varint", "read_varint_signed", "serial_type_size",
+    "decode_record", "text_decoder", "PageHeader", "parse_page_header",
+    "cell_pointers", "local_payload_size", "table_leaf_cell", "table_interior_cell",
+    "index_cell", "read_overflow", "walk_freelist", "FreelistInfo",
+    "ptrmap_pages", "is_ptrmap_page", "ptrmap_page_for", "ptrmap_entries",
+    "record_serial_types", "pending_byte_page", "RecordError",
+    "PAGE_TABLE_LEAF", "PAGE_TABLE_INTERIOR", "PAGE_INDEX_LEAF", "PAGE_INDEX_INTERIOR",
+    "freeblocks",
+]
+
+MAGIC = b"SQLite format 3\x00"
+
+PAGE_INDEX_INTERIOR = 2
+PAGE_TABLE_INTERIOR = 5
+PAGE_INDEX_LEAF = 10
+PAGE_TABLE_LEAF = 13
+
+_U16 = struct.Struct(">H")
+_U32 = struct.Struct(">I")
+_F64 = struct.Struct(">d")
+_HDR = struct.Struct(">16sHBBBBBBIIIIIIIIIIiIi20sII")
+
+_ENCODINGS = {1: "utf-8", 2: "utf-16-le", 3: "utf-16-be"}
+
+
+class RecordError(ValueError):
+    """A record (or cell) is not well formed."""
+
+
+# --------------------------------------------------------------------------- header
+
+@dataclass
+class DbHeader:
+    """The 100-byte database header (all fields as stored, page_size decoded)."""
+
+    magic: bytes
+    page_size: int                 # 65536 when stored as 1; raw value otherwise (may be insane)
+    write_version: int
+    read_version: int
+    reserved_bytes: int            # unused bytes at the end of each page
+    max_payload_fraction: int      # must be 64
+    min_payload_fraction: int      # must be 32
+    leaf_payload_fraction: int     # must be 32
+    change_counter: int
+    page_count: int                # "in-header database size" (valid only if version_valid_for == change_counter)
+    freelist_trunk: int
+    freelist_count: int
+    schema_cookie: int
+    schema_format: int
+    default_cache_size: int
+    largest_root_page: int         # non-zero: auto-vacuum / incremental-vacuum (pointer-map pages exist)
+    text_encoding: int             # 1 UTF-8, 2 UTF-16le, 3 UTF-16be
+    user_version: int
+    incremental_vacuum: int
+    application_id: int
+    reserved_zero: bytes
+    version_valid_for: int
+    sqlite_version_number: int
+
+    @classmethod
+    def parse(cls, data: bytes) -> "DbHeader":
+        """Parse the first 100 bytes of a database file (raises ValueError if shorter)."""
+        if len(data) < 100:
+            raise ValueError(f"database header needs 100 bytes, got {len(data)}")
+        f = _HDR.unpack_from(data, 0)
+        page_size = 65536 if f[1] == 1 else f[1]
+        return cls(f[0], page_size, *f[2:])
+
+    # -- derived values
+    @property
+    def usable_size(self) -> int:
+        return self.page_size - self.reserved_bytes
+
+    @property
+    def encoding(self) -> str | None:
+        """Python codec name of the text encoding, None if the field is invalid."""
+        return _ENCODINGS.get(self.text_encoding)
+
+    @property
+    def auto_vacuum(self) -> bool:
+        return self.largest_root_page != 0
+
+    @property
+    def page_count_valid(self) -> bool:
+        return self.page_count > 0 and self.version_valid_for == self.change_counter
+
+    @property
+    def page_size_valid(self) -> bool:
+        ps = self.page_size
+        return 512 <= ps <= 65536 and ps & (ps - 1) == 0
+
+    def problems(self, file_size: int | None = None) -> list[str]:
+        """Everything about this header that SQLite would find insane (empty list: sane)."""
+        out: list[str] = []
+        if self.magic != MAGIC:
+            out.append(f"bad magic {self.magic!r}")
+        if not self.page_size_valid:
+            out.append(f"page size {self.page_size} is not a power of two in 512..65536")
+        if self.write_version not in (1, 2):
+            out.append(f"file format write version {self.write_version} not 1 or 2")
+        if self.read_version not in (1, 2):
+            out.append(f"file format read version {self.read_version} not 1 or 2")
+        if self.page_size_valid and self.usable_size < 480:
+            out.append(f"usable page size {self.usable_size} < 480 (reserved {self.reserved_bytes})")
+        if self.max_payload_fraction != 64:
+            out.append(f"max embedded payload fraction {self.max_payload_fraction} != 64")
+        if self.min_payload_fraction != 32:
+            out.append(f"min embedded payload fraction {self.min_payload_fraction} != 32")
+        if self.leaf_payload_fraction != 32:
+            out.append(f"leaf payload fraction {self.leaf_payload_fraction} != 32")
+        if self.text_encoding not in _ENCODINGS:
+            out.append(f"text encoding {self.text_encoding} not 1, 2 or 3")
+        if self.schema_format not in (1, 2, 3, 4):
+            out.append(f"schema format {self.schema_format} not 1..4")
+        if self.reserved_zero != b"\x00" * 20:
+            out.append("reserved-for-expansion bytes 72..91 are not zero")
+        if self.incremental_vacuum and not self.largest_root_page:
+            out.append("incremental vacuum set without auto-vacuum")
+        if self.freelist_trunk == 0 and self.freelist_count:
+            out.append(f"freelist count {self.freelist_count} without a trunk page")
+        if file_size is not None and self.page_size_valid:
+            pages_in_file = -(-file_size // self.page_size)
+            if file_size % self.page_size:
+                out.append(f"file size {file_size} is not a multiple of the page size {self.page_size}")
+            if self.page_count_valid and self.page_count != pages_in_file:
+                out.append(f"header page count {self.page_count} != {pages_in_file} pages in the file")
+            if self.freelist_trunk > pages_in_file:
+                out.append(f"freelist trunk {self.freelist_trunk} beyond the end of the file")
+            if self.freelist_count > pages_in_file:
+                out.append(f"freelist count {self.freelist_count} exceeds the {pages_in_file} pages in the file")
+        return out
+
+
+# --------------------------------------------------------------------------- varints
+
+def read_varint(buf, pos: int) -> tuple[int, int]:
+    """Return (unsigned value, position after it). Raises IndexError on a short buffer."""
+    b = buf[pos]
+    if b < 0x80:
+        return b, pos + 1
+    v = b & 0x7F
+    for i in range(1, 8):
+        b = buf[pos + i]
+        v = (v << 7) | (b & 0x7F)
+        if b < 0x80:
+            return v, pos + i + 1
+    return (v << 8) | buf[pos + 8], pos + 9
+
+
+def read_varint_signed(buf, pos: int) -> tuple[int, int]:
+    """Varint interpreted as a signed 64-bit integer (rowids)."""
+    v, pos = read_varint(buf, pos)
+    if v >= 0x8000000000000000:
+        v -= 0x10000000000000000
+    return v, pos
+
+
+_FIXED_SIZES = (0, 1, 2, 3, 4, 6, 8, 8, 0, 0, -1, -1)
+
+
+def serial_type_size(t: int) -> int:
+    """Content size of a serial type; -1 for the reserved types 10 and 11."""
+    if t >= 12:
+        return (t - 12) >> 1
+    return _FIXED_SIZES[t]
+
+
+# --------------------------------------------------------------------------- records
+
+def text_decoder(encoding: str | None):
+    """A function bytes -> str for the database text encoding.
+
+    Invalid UTF-8 is kept losslessly with ``surrogateescape`` (dump.py writes such text
+    back as the exact original bytes); invalid UTF-16 with ``surrogatepass``/replacement.
+    """
+    if encoding in (None, "utf-8"):
+        def dec(b: bytes) -> str:
+            return b.decode("utf-8", "surrogateescape")
+        return dec
+    codec = encoding
+
+    def dec16(b: bytes) -> str:
+        try:
+            return b.decode(codec, "surrogatepass")
+        except UnicodeDecodeError:
+            return b.decode(codec, "replace")
+    return dec16
+
+
+def _utf8(b: bytes) -> str:
+    return b.decode("utf-8", "surrogateescape")
+
+
+def decode_record(buf, start: int, end: int, dec=_utf8) -> list:
+    """Decode the record stored in ``buf[start:end]``.
+
+    Returns the column values (None, int, float, str, bytes). Raises RecordError when
+    the record is inconsistent: header longer than the payload, reserved serial types,
+    or value sizes that do not add up *exactly* to the payload size.
+    """
+    b0 = buf[start]
+    if b0 < 0x80:
+        hlen = b0
+        p = start + 1
+    else:
+        hlen, p = read_varint(buf, start)
+        if hlen > 0xFFFF:
+            raise RecordError("record header too long")
+    hend = start + hlen
+    if hend > end or hend < p:
+        raise RecordError("record header overruns payload")
+    off = hend
+    out = []
+    append = out.append
+    unpack_d = _F64.unpack_from
+    while p < hend:
+        t = buf[p]
+        if t < 0x80:
+            p += 1
+        else:
+            t, p = read_varint(buf, p)
+            if p > hend:
+                raise RecordError("serial type overruns header")
+        if t >= 12:
+            if t & 1:
+                e = off + ((t - 13) >> 1)
+                if e > end:
+                    raise RecordError("text overruns payload")
+                append(dec(buf[off:e]))
+            else:
+                e = off + ((t - 12) >> 1)
+                if e > end:
+                    raise RecordError("blob overruns payload")
+                append(bytes(buf[off:e]))
+            off = e
+        elif t == 0:
+            append(None)
+        elif t == 1:
+            if off >= end:
+                raise RecordError("int overruns payload")
+            v = buf[off]
+            append(v - 256 if v > 127 else v)
+            off += 1
+        elif t == 8:
+            append(0)
+        elif t == 9:
+            append(1)
+        elif t == 7:
+            if off + 8 > end:
+                raise RecordError("float overruns payload")
+            append(unpack_d(buf, off)[0])
+            off += 8
+        elif t <= 6:
+            n = _FIXED_SIZES[t]
+            e = off + n
+            if e > end:
+                raise RecordError("int overruns payload")
+            append(int.from_bytes(buf[off:e], "big", signed=True))
+            off = e
+        else:
+            raise RecordError(f"reserved serial type {t}")
+    if off != end:
+        raise RecordError("record content size does not match payload size")
+    return out
+
+
+def record_serial_types(buf, start: int, end: int) -> list[int] | None:
+    """The serial types of a record header, or None if the header is not consistent."""
+    try:
+        hlen, p = read_varint(buf, start)
+        hend = start + hlen
+        if hend > end or hend < p:
+            return None
+        out = []
+        total = hlen
+        while p < hend:
+            t, p = read_varint(buf, p)
+            if t in (10, 11):
+                return None
+            out.append(t)
+            total += serial_type_size(t)
+        if p != hend or total != end - start:
+            return None
+        return out
+    except IndexError:
+        return None
+
+
+# --------------------------------------------------------------------------- b-tree pages
+
+@dataclass(slots=True)
+class PageHeader:
+    page_type: int          # 2, 5, 10 or 13
+    first_freeblock: int
+    cell_count: int
+    content_start: int      # 65536 when stored as 0
+    fragmented_bytes: int
+    right_child: int        # interior pages only, else 0
+    header_offset: int      # 100 on page 1, else 0
+    header_size: int        # 8 (leaf) or 12 (interior)
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.page_type in (PAGE_TABLE_LEAF, PAGE_INDEX_LEAF)
+
+    @property
+    def is_table(self) -> bool:
+        return self.page_type in (PAGE_TABLE_LEAF, PAGE_TABLE_INTERIOR)
+
+    @property
+    def cell_pointer_offset(self) -> int:
+        return self.header_offset + self.header_size
+
+
+_BTHDR = struct.Struct(">BHHHB")
+
+
+def parse_page_header(page, pgno: int, usable: int, strict: bool = True) -> PageHeader | None:
+    """Parse a b-tree page header; None if the page is not a plausible b-tree page.
+
+    ``strict`` additionally requires the cell-content area and freeblock pointer to be
+    consistent, which is how orphan pages are told apart from overflow or garbage pages.
+    """
+    off = 100 if pgno == 1 else 0
+    if len(page) < off + 8:
+        return None
+    t, fb, n, cs, frag = _BTHDR.unpack_from(page, off)
+    if t == PAGE_TABLE_LEAF or t == PAGE_INDEX_LEAF:
+        hs = 8
+        rc = 0
+    elif t == PAGE_TABLE_INTERIOR or t == PAGE_INDEX_INTERIOR:
+        hs = 12
+        if len(page) < off + 12:
+            return None
+        rc = _U32.unpack_from(page, off + 8)[0]
+    else:
+        return None
+    if cs == 0:
+        cs = 65536
+    ptr_end = off + hs + 2 * n
+    if ptr_end > usable:
+        return None
+    if strict:
+        if n and (cs < ptr_end or cs > usable):
+            return None
+        if fb and (fb < ptr_end or fb + 4 > usable):
+            return None
+        if hs == 12 and rc == 0:
+            return None
+    return PageHeader(t, fb, n, cs, frag, rc, off, hs)
+
+
+_PTR_STRUCTS: dict[int, struct.Struct] = {}
+
+
+def cell_pointers(page, hdr: PageHeader) -> tuple[int, ...]:
+    n = hdr.cell_count
+    s = _PTR_STRUCTS.get(n)
+    if s is None:
+        s = _PTR_STRUCTS[n] = struct.Struct(">%dH" % n)
+    return s.unpack_from(page, hdr.header_offset + hdr.header_size)
+
+
+def local_payload_size(payload: int, usable: int, table_leaf: bool) -> int:
+    """Bytes of a payload stored on the b-tree page itself (the rest goes to overflow)."""
+    if table_leaf:
+        x = usable - 35
+    else:
+        x = ((usable - 12) * 64 // 255) - 23
+    if payload <= x:
+        return payload
+    m = ((usable - 12) * 32 // 255) - 23
+    k = m + (payload - m) % (usable - 4)
+    return k if k <= x else m
+
+
+def table_leaf_cell(page, ptr: int, usable: int):
+    """(payload_size, rowid, payload_start, local_size, first_overflow_page) of a table-leaf cell."""
+    plen, p = read_varint(page, ptr)
+    rowid, p = read_varint_signed(page, p)
+    local = local_payload_size(plen, usable, True)
+    ovf = 0
+    if local < plen:
+        if p + local + 4 > usable:
+            raise RecordError("cell overruns page")
+        ovf = _U32.unpack_from(page, p + local)[0]
+    elif p + plen > usable:
+        raise RecordError("cell overruns page")
+    return plen, rowid, p, local, ovf
+
+
+def table_interior_cell(page, ptr: int) -> tuple[int, int]:
+    """(left child page, integer key) of a table-interior cell."""
+    child = _U32.unpack_from(page, ptr)[0]
+    key, _ = read_varint_signed(page, ptr + 4)
+    return child, key
+
+
+def index_cell(page, ptr: int, usable: int, interior: bool):
+    """(left child or 0, payload_size, payload_start, local_size, first_overflow_page)."""
+    child = 0
+    p = ptr
+    if interior:
+        child = _U32.unpack_from(page, p)[0]
+        p += 4
+    plen, p = read_varint(page, p)
+    local = local_payload_size(plen, usable, False)
+    ovf = 0
+    if local < plen:
+        if p + local + 4 > usable:
+            raise RecordError("cell overruns page")
+        ovf = _U32.unpack_from(page, p + local)[0]
+    elif p + plen > usable:
+        raise RecordError("cell overruns page")
+    return child, plen, p, local, ovf
+
+
+def read_overflow(get_page, first: int, need: int, usable: int, claimed=None) -> tuple[bytes, list[int], bool]:
+    """Follow an overflow chain for ``need`` bytes.
+
+    ``get_page(pgno)`` returns page bytes or None. ``claimed`` (a set or dict) holds pages
+    already known to be something else; reaching one ends the chain as broken.
+    Returns (data, pages, complete). ``complete`` is False when the chain is short,
+    cyclic, leaves the file, runs into a claimed page, or does not end with a zero
+    next-pointer exactly when the payload is complete.
+    """
+    chunks = []
+    pages: list[int] = []
+    seen = set()
+    per = usable - 4
+    got = 0
+    pg = first
+    while got < need:
+        if pg == 0 or pg in seen or (claimed is not None and pg in claimed):
+            return b"".join(chunks), pages, False
+        data = get_page(pg)
+        if data is None or len(data) < usable:
+            return b"".join(chunks), pages, False
+        seen.add(pg)
+        pages.append(pg)
+        take = need - got
+        if take > per:
+            take = per
+        chunks.append(data[4:4 + take])
+        got += take
+        pg = _U32.unpack_from(data, 0)[0]
+    return b"".join(chunks), pages, pg == 0
+
+
+def freeblocks(page, hdr: PageHeader, usable: int) -> list[tuple[int, int]]:
+    """(offset, size) of the freeblocks of a page, following the chain with guards."""
+    out = []
+    fb = hdr.first_freeblock
+    floor = hdr.header_offset + hdr.header_size + 2 * hdr.cell_count
+    seen = set()
+    while fb:
+        if fb in seen or fb < floor or fb + 4 > usable:
+            break
+        seen.add(fb)
+        nxt, size = struct.unpack_from(">HH", page, fb)
+        if size < 4 or fb + size > usable:
+            break
+        out.append((fb, size))
+        if nxt and nxt <= fb:   # the chain is sorted by offset in valid files
+            break
+        fb = nxt
+    return out
+
+
+# --------------------------------------------------------------------------- freelist, ptrmap
+
+@dataclass
+class FreelistInfo:
+    trunks: list[int] = field(default_factory=list)
+    leaves: list[int] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def pages(self) -> set[int]:
+        return set(self.trunks) | set(self.leaves)
+
+
+def walk_freelist(get_page, first_trunk: int, page_count: int, usable: int,
+                  expected: int | None = None) -> FreelistInfo:
+    """Walk the freelist trunk chain with cycle and bound guards."""
+    info = FreelistInfo()
+    seen: set[int] = set()
+    t = first_trunk
+    max_leaves = (usable // 4) - 2
+    limit = expected if expected is not None else page_count
+    while t:
+        if t in seen:
+            info.problems.append(f"freelist trunk cycle at page {t}")
+            break
+        if t > page_count or t < 2:
+            info.problems.append(f"freelist trunk page {t} out of range")
+            break
+        data = get_page(t)
+        if data is None:
+            info.problems.append(f"freelist trunk page {t} unreadable")
+            break
+        seen.add(t)
+        info.trunks.append(t)
+        nxt, n = struct.unpack_from(">II", data, 0)
+        if n > max_leaves:
+            info.problems.append(f"freelist trunk {t} claims {n} leaves (max {max_leaves})")
+            n = 0
+        leaves = struct.unpack_from(">%dI" % n, data, 8) if n else ()
+        for lf in leaves:
+            if 2 <= lf <= page_count and lf not in seen:
+                seen.add(lf)
+                info.leaves.append(lf)
+            else:
+                info.problems.append(f"freelist leaf {lf} on trunk {t} invalid")
+        if len(seen) > limit + 1 and expected is not None:
+            info.problems.append("freelist longer than the header says")
+            break
+        t = nxt
+    if expected is not None and len(seen) != expected and not info.problems:
+        info.problems.append(f"freelist has {len(seen)} pages, header says {expected}")
+    return info
+
+
+def pending_byte_page(page_size: int) -> int:
+    """The page holding the lock byte range (never used for data)."""
+    return 0x40000000 // page_size + 1
+
+
+def ptrmap_page_for(pgno: int, usable: int, page_size: int) -> int:
+    """The pointer-map page that holds the entry for ``pgno`` (as SQLite's ptrmapPageno)."""
+    if pgno < 2:
+        return 0
+    per = usable // 5 + 1
+    ret = ((pgno - 2) // per) * per + 2
+    if ret == pending_byte_page(page_size):
+        ret += 1
+    return ret
+
+
+def ptrmap_pages(page_count: int, usable: int, page_size: int) -> set[int]:
+    """Pointer-map pages of an auto-vacuum database with ``page_count`` pages."""
+    per = usable // 5 + 1
+    pend = pending_byte_page(page_size)
+    out = set()
+    k = 0
+    while True:
+        pg = 2 + k * per
+        if pg == pend:
+            pg += 1
+        if pg > page_count:
+            break
+        out.add(pg)
+        k += 1
+    return out
+
+
+def is_ptrmap_page(pgno: int, usable: int, page_size: int) -> bool:
+    return pgno >= 2 and ptrmap_page_for(pgno, usable, page_size) == pgno
+
+
+def ptrmap_entries(page, usable: int, first_covered: int):
+    """Yield (pgno, type, parent) from one pointer-map page covering pages from first_covered."""
+    per = usable // 5
+    for i in range(per):
+        t, parent = struct.unpack_from(">BI", page, i * 5)
+        if t == 0:
+            continue
+        yield first_covered + i, t, parent
