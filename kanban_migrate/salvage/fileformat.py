@@ -33,7 +33,8 @@ PAGE_TABLE_LEAF = 13
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
 _F64 = struct.Struct(">d")
-_HDR = struct.Struct(">16sHBBBBBBIIIIIIIIIIiIi20sII")
+_HDR = struct.Struct(">16sHBBBBBBIIIIIIIIIiIi20sII")
+assert _HDR.size == 100
 
 _ENCODINGS = {1: "utf-8", 2: "utf-16-le", 3: "utf-16-be"}
 

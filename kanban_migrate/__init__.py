@@ -1,0 +1,44 @@
+"""kanban-migrate: schema migration, health check and repair for the Hermes kanban board.
+
+The Python API (the CLI is a thin layer over it)::
+
+    import kanban_migrate
+    kanban_migrate.upgrade("~/.hermes/kanban.db")      # -> UpgradeResult
+    kanban_migrate.upgrade_all()                       # every board of the Hermes home
+    kanban_migrate.verify("~/.hermes/kanban.db")       # -> VerifyReport
+    kanban_migrate.recover("~/.hermes/kanban.db")      # -> RecoverReport
+
+Attributes are imported lazily so that ``import kanban_migrate`` stays cheap.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "upgrade": ("kanban_migrate.upgrading", "upgrade"),
+    "upgrade_all": ("kanban_migrate.upgrading", "upgrade_all"),
+    "upgrade_many": ("kanban_migrate.upgrading", "upgrade_many"),
+    "status": ("kanban_migrate.upgrading", "status"),
+    "is_current": ("kanban_migrate.upgrading", "is_current"),
+    "UpgradeResult": ("kanban_migrate.results", "UpgradeResult"),
+    "StatusResult": ("kanban_migrate.results", "StatusResult"),
+    "verify": ("kanban_migrate.verifying", "verify"),
+    "recover": ("kanban_migrate.recovering", "recover"),
+    "discover": ("kanban_migrate.home", "discover"),
+    "ExitCode": ("kanban_migrate.errors", "ExitCode"),
+    "KanbanMigrateError": ("kanban_migrate.errors", "KanbanMigrateError"),
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'kanban_migrate' has no attribute {name!r}")

@@ -1,0 +1,3 @@
+from kanban_migrate.cli import main
+
+raise SystemExit(main())
