@@ -756,15 +756,13 @@ def _guess_page_size(data, wal: WalIndex | None) -> tuple[int, list[str]]:
     scores = {}
     size = len(data)
     for ps in (512, 1024, 2048, 4096, 8192, 16384, 32768, 65536):
-        n = size // ps
-        if n < 2:
+        n = -(-size // ps)
+        if n < 1:
             continue
         hits = 0
-        tried = 0
-        step = max(1, n // 2000)
-        for pg in range(2, n + 1, step):
+        step = max(1, n // 4000)
+        for pg in range(1, n + 1, step):
             page = data[(pg - 1) * ps:pg * ps]
-            tried += 1
             h = parse_page_header(page, pg, ps, strict=True)
             if h is not None and h.cell_count:
                 try:
@@ -773,14 +771,11 @@ def _guess_page_size(data, wal: WalIndex | None) -> tuple[int, list[str]]:
                     continue
                 if all(h.content_start <= x < ps for x in ptrs):
                     hits += 1
-        scores[ps] = hits / tried if tried else 0.0
+        scores[ps] = hits * step
     if scores:
         top = max(scores.values())
         if top > 0:
-            for ps in sorted(scores):
-                if scores[ps] >= 0.9 * top:
-                    best = ps
-                    break
+            best = min(ps for ps, v in scores.items() if v == top)
     if best is None:
         return 4096, ["page size unknown; assumed 4096"]
     return best, [f"page size guessed as {best} from the page layout"]
