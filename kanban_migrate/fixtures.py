@@ -273,6 +273,7 @@ def populate(conn: sqlite3.Connection, *, tasks: int = 200, seed: int = 1, id_he
             "worker_started_at": rng.choice(FINGERPRINTS + [created + 5]) if status == "running" else None,
             "max_runtime_seconds": rng.choice([None, 1800, 3600]),
             "last_heartbeat_at": created + 120 if status == "running" else None,
+            "current_run_id": None,
             "workflow_template_id": rng.choice([None, "tpl_review", "tpl_ship"]),
             "current_step_key": rng.choice([None, "plan", "code", "review"]),
             "skills": json.dumps(rng.sample(["git", "python", "sql", "web", "shell"], rng.randrange(0, 3))),

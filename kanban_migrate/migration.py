@@ -138,14 +138,15 @@ def run_env(context) -> None:
         shadow.close()
         return
     connection = cfg.attributes.get("connection")
-    if connection is not None:
+    if connection is not None and not isinstance(connection, Engine):
         context.configure(connection=connection, **_common(cfg))
         with context.begin_transaction():
             context.run_migrations()
         return
-    engine = make_engine(_board_path(context))
+    engine = connection if connection is not None else make_engine(_board_path(context))
     with engine.connect() as connection:
         context.configure(connection=connection, **_common(cfg))
         with context.begin_transaction():
             context.run_migrations()
-    engine.dispose()
+    if connection is None:
+        engine.dispose()

@@ -460,7 +460,7 @@ def read_overflow(get_page, first: int, need: int, usable: int, claimed=None) ->
         chunks.append(data[4:4 + take])
         got += take
         pg = _U32.unpack_from(data, 0)[0]
-    return b"".join(chunks), pages, pg == 0
+    return b"".join(chunks), pages, True
 
 
 def freeblocks(page, hdr: PageHeader, usable: int) -> list[tuple[int, int]]:
