@@ -261,7 +261,7 @@ def _write_rows(w, name: str, t, td: TableDef | None, index_entries, lost: list,
             diverted += 1
             continue
         if row.rowid is not None and rowid_name:
-            out.append(prefix_rowid + str(row.rowid) + "," + ",".join([lit(vals[i]) for i in insertable]) + ");\n")
+            out.append(prefix_rowid + lit(row.rowid) + "," + ",".join([lit(vals[i]) for i in insertable]) + ");\n")
         else:
             out.append(prefix_norowid + ",".join([lit(vals[i]) for i in insertable]) + ");\n")
         if len(out) >= 2048:

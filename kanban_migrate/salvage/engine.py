@@ -12,6 +12,7 @@ import os
 import re
 import struct
 import time
+from operator import itemgetter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -19,7 +20,7 @@ from .fileformat import (MAGIC, PAGE_INDEX_INTERIOR, PAGE_INDEX_LEAF, PAGE_TABLE
                          PAGE_TABLE_LEAF, DbHeader, FreelistInfo, PageHeader, RecordError,
                          cell_pointers, decode_record, freeblocks, local_payload_size,
                          parse_page_header, pending_byte_page, ptrmap_page_for, ptrmap_pages,
-                         read_overflow, read_varint, read_varint_signed, text_decoder,
+                         read_overflow, read_varint, read_varint_signed, text_codec, text_decoder,
                          walk_freelist)
 from .sqlschema import NO_DEFAULT, TableDef, affinity, parse_create_table
 from .wal import PageSource, WalIndex, WalSummary, _map_file, read_wal
@@ -36,25 +37,28 @@ ColumnCheck = "Callable[[object], bool] | re.Pattern | str | type | Iterable"
 
 # --------------------------------------------------------------------------- result types
 
-class Row:
-    """One salvaged row. ``values`` has the table's full column count, rowid alias filled in."""
+class Row(tuple):
+    """One salvaged row: (rowid, values, source, page) with attribute access.
 
-    __slots__ = ("rowid", "values", "source", "page")
+    ``values`` is a tuple with the table's full column count, rowid alias filled in;
+    ``rowid`` is None for WITHOUT ROWID tables and carved freeblock rows; ``source`` is
+    'btree', 'orphan', 'freelist' or 'freeblock'; ``page`` is where the cell was read.
+    """
 
-    def __init__(self, rowid, values, source, page):
-        self.rowid = rowid        # int, or None (WITHOUT ROWID tables, carved freeblock rows)
-        self.values = values      # tuple
-        self.source = source      # 'btree' | 'orphan' | 'freelist' | 'freeblock'
-        self.page = page          # page the cell was read from
+    __slots__ = ()
+    rowid = property(itemgetter(0))
+    values = property(itemgetter(1))
+    source = property(itemgetter(2))
+    page = property(itemgetter(3))
+
+    def __new__(cls, rowid, values, source, page):
+        return _tnew(cls, (rowid, values, source, page))
 
     def __repr__(self) -> str:
-        return f"Row(rowid={self.rowid!r}, values={self.values!r}, source={self.source!r}, page={self.page})"
+        return f"Row(rowid={self[0]!r}, values={self[1]!r}, source={self[2]!r}, page={self[3]})"
 
-    def __eq__(self, other) -> bool:
-        return (isinstance(other, Row) and self.rowid == other.rowid and self.values == other.values
-                and self.source == other.source and self.page == other.page)
 
-    __hash__ = None
+_tnew = tuple.__new__
 
 
 @dataclass
@@ -428,7 +432,7 @@ def _make_finalizer(cand: _Candidate, n: int):
             return tuple(vals) + tuple(defaults[k:])
         return fin
 
-    def fin(vals, rowid):
+    def slow(vals, rowid):
         k = len(vals)
         if identity:
             if k == n:
@@ -447,7 +451,16 @@ def _make_finalizer(cand: _Candidate, n: int):
             if type(out[ci]) is int:
                 out[ci] = float(out[ci])
         return tuple(out)
-    return fin
+
+    if identity and not real_cols:
+        # the common rowid-alias case: fill the alias into the freshly decoded list
+        def fin(vals, rowid):
+            if len(vals) == n and rowid is not None and type(vals) is list:
+                vals[alias] = rowid
+                return tuple(vals)
+            return slow(vals, rowid)
+        return fin
+    return slow
 
 
 class _Timeout(Exception):
@@ -455,7 +468,10 @@ class _Timeout(Exception):
 
 
 class _Salvager:
-    def __init__(self, src: PageSource, dec, deadline: float, include_freelist: bool):
+    def __init__(self, src: PageSource, dec, deadline: float, include_freelist: bool,
+                 enc: str = "utf-8", errors: str = "surrogateescape"):
+        self.enc = enc
+        self.errors = errors
         self.src = src
         self.get = src.page
         self.usable = src.usable
@@ -487,7 +503,9 @@ class _Salvager:
         """
         usable = self.usable
         maxlocal = usable - 35
-        dec = self.dec
+        enc = self.enc
+        errors = self.errors
+        decode_rec = decode_record
         out = []
         bad = 0
         broken = None
@@ -507,19 +525,34 @@ class _Salvager:
                     plen = b
                     p = ptr + 1
                 else:
-                    plen, p = read_varint(page, ptr)
+                    b1 = page[ptr + 1]
+                    if b1 < 0x80:
+                        plen = ((b & 0x7F) << 7) | b1
+                        p = ptr + 2
+                    else:
+                        plen, p = read_varint(page, ptr)
                 b = page[p]
                 if b < 0x80:
                     rowid = b
                     p += 1
                 else:
-                    rowid, p = read_varint_signed(page, p)
+                    b1 = page[p + 1]
+                    if b1 < 0x80:
+                        rowid = ((b & 0x7F) << 7) | b1
+                        p += 2
+                    else:
+                        b2 = page[p + 2]
+                        if b2 < 0x80:
+                            rowid = ((b & 0x7F) << 14) | ((b1 & 0x7F) << 7) | b2
+                            p += 3
+                        else:
+                            rowid, p = read_varint_signed(page, p)
                 if plen <= maxlocal:
                     end = p + plen
                     if end > usable:
                         bad += 1
                         continue
-                    append((rowid, decode_record(page, p, end, dec)))
+                    append((rowid, decode_rec(page, p, end, enc, errors)))
                 else:
                     local = local_payload_size(plen, usable, True)
                     if p + local + 4 > usable:
@@ -531,11 +564,11 @@ class _Salvager:
                     buf = page[p:p + local] + data
                     if complete and set(pages).isdisjoint(claimed_local):
                         claimed_local.extend(pages)
-                        append((rowid, decode_record(buf, 0, plen, dec)))
+                        append((rowid, decode_record(buf, 0, plen, enc, errors)))
                     else:
                         if broken is None:
                             broken = []
-                        broken.append((rowid, _decode_partial(buf, dec), "overflow chain broken"))
+                        broken.append((rowid, _decode_partial(buf, self.dec), "overflow chain broken"))
             except _ERRORS:
                 bad += 1
         return out, bad, broken
@@ -568,7 +601,7 @@ class _Salvager:
                     if end > usable:
                         bad += 1
                         continue
-                    out.append(decode_record(page, p, end, self.dec) if decode else None)
+                    out.append(decode_record(page, p, end, self.enc, self.errors) if decode else None)
                 else:
                     local = local_payload_size(plen, usable, False)
                     if p + local + 4 > usable:
@@ -581,7 +614,7 @@ class _Salvager:
                         bad += 1
                         continue
                     claimed_local.extend(pages)
-                    out.append(decode_record(page[p:p + local] + data, 0, plen, self.dec)
+                    out.append(decode_record(page[p:p + local] + data, 0, plen, self.enc, self.errors)
                                if decode else None)
             except _ERRORS:
                 bad += 1
@@ -852,9 +885,10 @@ def salvage(db_path, wal_path=None, *, include_freelist: bool = False, time_limi
         encoding = _guess_encoding(data)
         problems.append(f"text encoding unknown; guessed {encoding}")
     dec = text_decoder(encoding)
+    enc, errors = text_codec(encoding)
 
     src = PageSource(data, page_size, reserved, wal)
-    sv = _Salvager(src, dec, deadline, include_freelist)
+    sv = _Salvager(src, dec, deadline, include_freelist, enc, errors)
     if wal is not None and src.wal is None and wal.offsets:
         problems.append("WAL page size differs from the database; WAL ignored")
 
@@ -966,13 +1000,14 @@ def _add_btree_rows(t: _Table, source: str):
     fin = t.fin
     by_rowid = t.by_rowid
     ncols = len(t.out.columns)
+    tnew = _tnew
 
     def on_rows(pg, recs):
         for rowid, vals in recs:
-            if len(vals) > ncols:
-                t.out.overlong_records += 1
             if rowid not in by_rowid:
-                by_rowid[rowid] = Row(rowid, fin(vals, rowid), source, pg)
+                if len(vals) > ncols:
+                    t.out.overlong_records += 1
+                by_rowid[rowid] = tnew(Row, (rowid, fin(vals, rowid), source, pg))
     return on_rows
 
 
@@ -1296,7 +1331,7 @@ def _carve_freeblocks(sv: _Salvager, tables: dict[str, _Table]) -> None:
             regions.append((floor, min(hdr.content_start, sv.usable)))
         live = {r.values for r in t.by_rowid.values()} if regions else None
         for a, b in regions:
-            for vals in _carve_region(page, a, b, t.cand, sv.dec):
+            for vals in _carve_region(page, a, b, t.cand, sv.enc, sv.errors):
                 row = Row(None, t.fin(vals, None), "freeblock", pg)
                 if row.values in live:
                     continue
@@ -1304,7 +1339,7 @@ def _carve_freeblocks(sv: _Salvager, tables: dict[str, _Table]) -> None:
                 t.keyless.append(row)
 
 
-def _carve_region(page, a: int, b: int, cand: _Candidate, dec) -> list:
+def _carve_region(page, a: int, b: int, cand: _Candidate, enc: str, errors: str) -> list:
     """Records of ``cand``'s shape whose header starts inside [a, b) and that end by b."""
     out = []
     n = cand.ncols
@@ -1314,7 +1349,7 @@ def _carve_region(page, a: int, b: int, cand: _Candidate, dec) -> list:
         hl = page[s]
         if n + 1 <= hl <= 2 * n + 9 and s + hl <= b:
             try:
-                vals = decode_record(page, s, _record_end(page, s, b), dec)
+                vals = decode_record(page, s, _record_end(page, s, b), enc, errors)
             except _ERRORS:
                 vals = None
             if vals is not None and len(vals) == n and cand.score(vals) >= 0 and \

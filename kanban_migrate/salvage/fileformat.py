@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "MAGIC", "DbHeader", "read_varint", "read_varint_signed", "serial_type_size",
-    "decode_record", "text_decoder", "PageHeader", "parse_page_header",
+    "decode_record", "text_decoder", "text_codec", "PageHeader", "parse_page_header",
     "cell_pointers", "local_payload_size", "table_leaf_cell", "table_interior_cell",
     "index_cell", "read_overflow", "walk_freelist", "FreelistInfo",
     "ptrmap_pages", "is_ptrmap_page", "ptrmap_page_for", "ptrmap_entries",
@@ -33,6 +33,10 @@ PAGE_TABLE_LEAF = 13
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
 _F64 = struct.Struct(">d")
+_F64U = _F64.unpack_from
+_I16 = struct.Struct(">h").unpack_from
+_I32 = struct.Struct(">i").unpack_from
+_I64 = struct.Struct(">q").unpack_from
 _HDR = struct.Struct(">16sHBBBBBBIIIIIIIIIiIi20sII")
 assert _HDR.size == 100
 
@@ -183,6 +187,13 @@ def serial_type_size(t: int) -> int:
 
 # --------------------------------------------------------------------------- records
 
+def text_codec(encoding: str | None) -> tuple[str, str]:
+    """(codec, errors) to pass to decode_record for a database text encoding."""
+    if encoding in (None, "utf-8"):
+        return "utf-8", "surrogateescape"
+    return encoding, "surrogatepass"
+
+
 def text_decoder(encoding: str | None):
     """A function bytes -> str for the database text encoding.
 
@@ -203,57 +214,52 @@ def text_decoder(encoding: str | None):
     return dec16
 
 
-def _utf8(b: bytes) -> str:
-    return b.decode("utf-8", "surrogateescape")
+def decode_record(buf: bytes, start: int, end: int, enc: str = "utf-8",
+                  errors: str = "surrogateescape") -> list:
+    """Decode the record stored in ``buf[start:end]`` (``buf`` is ``bytes``).
 
-
-def decode_record(buf, start: int, end: int, dec=_utf8) -> list:
-    """Decode the record stored in ``buf[start:end]``.
-
-    Returns the column values (None, int, float, str, bytes). Raises RecordError when
-    the record is inconsistent: header longer than the payload, reserved serial types,
-    or value sizes that do not add up *exactly* to the payload size.
+    Returns the column values (None, int, float, str, bytes). Text is decoded with
+    ``enc``/``errors`` (the default keeps invalid UTF-8 losslessly). Raises RecordError
+    (a ValueError) when the record is inconsistent: header longer than the payload,
+    reserved serial types, or value sizes that do not add up *exactly* to the payload
+    size; IndexError/struct.error/UnicodeDecodeError on garbage.
     """
     b0 = buf[start]
     if b0 < 0x80:
-        hlen = b0
+        hend = start + b0
         p = start + 1
     else:
         hlen, p = read_varint(buf, start)
         if hlen > 0xFFFF:
             raise RecordError("record header too long")
-    hend = start + hlen
+        hend = start + hlen
     if hend > end or hend < p:
         raise RecordError("record header overruns payload")
     off = hend
     out = []
     append = out.append
-    unpack_d = _F64.unpack_from
     while p < hend:
         t = buf[p]
         if t < 0x80:
             p += 1
         else:
-            t, p = read_varint(buf, p)
-            if p > hend:
-                raise RecordError("serial type overruns header")
+            b1 = buf[p + 1]
+            if b1 < 0x80:
+                t = ((t & 0x7F) << 7) | b1
+                p += 2
+            else:
+                t, p = read_varint(buf, p)
         if t >= 12:
             if t & 1:
                 e = off + ((t - 13) >> 1)
-                if e > end:
-                    raise RecordError("text overruns payload")
-                append(dec(buf[off:e]))
+                append(buf[off:e].decode(enc, errors))
             else:
                 e = off + ((t - 12) >> 1)
-                if e > end:
-                    raise RecordError("blob overruns payload")
-                append(bytes(buf[off:e]))
+                append(buf[off:e])
             off = e
         elif t == 0:
             append(None)
         elif t == 1:
-            if off >= end:
-                raise RecordError("int overruns payload")
             v = buf[off]
             append(v - 256 if v > 127 else v)
             off += 1
@@ -261,20 +267,28 @@ def decode_record(buf, start: int, end: int, dec=_utf8) -> list:
             append(0)
         elif t == 9:
             append(1)
+        elif t == 2:
+            append(_I16(buf, off)[0])
+            off += 2
+        elif t == 4:
+            append(_I32(buf, off)[0])
+            off += 4
         elif t == 7:
-            if off + 8 > end:
-                raise RecordError("float overruns payload")
-            append(unpack_d(buf, off)[0])
+            append(_F64U(buf, off)[0])
             off += 8
-        elif t <= 6:
-            n = _FIXED_SIZES[t]
-            e = off + n
+        elif t == 6:
+            append(_I64(buf, off)[0])
+            off += 8
+        elif t == 3 or t == 5:
+            e = off + (3 if t == 3 else 6)
             if e > end:
                 raise RecordError("int overruns payload")
             append(int.from_bytes(buf[off:e], "big", signed=True))
             off = e
         else:
             raise RecordError(f"reserved serial type {t}")
+    if p != hend:
+        raise RecordError("serial type overruns header")
     if off != end:
         raise RecordError("record content size does not match payload size")
     return out
