@@ -91,17 +91,41 @@ def _check_known(revision: str | None, shown: str) -> None:
         )
 
 
-def _quick_check(bf: _board.BoardFile, busy_timeout: float) -> None:
-    """Refuse a damaged board before anything is written (points to ``recover``)."""
-    shown = str(bf.path)
-    try:
-        conn = _board.open_ro(bf, busy_timeout=busy_timeout)
+class _QuickCheck:
+    """``PRAGMA quick_check`` in a thread: sqlite3 releases the GIL while the check runs, so it
+    overlaps with importing SQLAlchemy and Alembic and fingerprinting the board."""
+
+    def __init__(self, bf: _board.BoardFile, busy_timeout: float, trace=None):
+        import threading
+
+        self.bf, self.busy_timeout, self.trace = bf, busy_timeout, trace
+        self.rows: list[str] | None = None
+        self.error: sqlite3.Error | None = None
+        self._thread = threading.Thread(target=self._run, name="kanban-migrate-quick-check", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
         try:
-            rows = [r[0] for r in conn.execute("PRAGMA quick_check")]
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:
-        raise _board.translate(exc, shown) from None
+            conn = _board.open_ro(self.bf, busy_timeout=self.busy_timeout)
+            try:
+                if self.trace is not None:
+                    conn.set_trace_callback(self.trace)
+                self.rows = [r[0] for r in conn.execute("PRAGMA quick_check")]
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            self.error = exc
+
+    def result(self) -> None:
+        """Wait for the check; raise the refusal for a damaged board."""
+        self._thread.join()
+        if self.error is not None:
+            raise _board.translate(self.error, str(self.bf.path)) from None
+        _refuse_unless_ok(self.rows or [], str(self.bf.path))
+
+
+def _refuse_unless_ok(rows: list[str], shown: str) -> None:
+    """Refuse a damaged board before anything is written (points to ``recover``)."""
     if rows != ["ok"]:
         first = rows[0].splitlines()[0] if rows else "no result"
         raise CorruptBoard(
@@ -229,10 +253,14 @@ def upgrade(
     if revision == HEAD:
         return UpgradeResult(shown, "current", None, HEAD, HEAD, seconds=time.perf_counter() - started)
     _check_known(revision, shown)
-    if bf.size == 0:
-        fp = None
-    else:
-        revision, fp = _inspect(bf, busy_timeout)
+    writing = not (dry_run or sql)
+    check = _QuickCheck(bf, busy_timeout, trace) if writing and bf.size else None
+    fp = None
+    try:
+        revision, fp = _inspect(bf, busy_timeout) if bf.size else (None, None)
+    finally:
+        if check is not None and (fp is None or not fp.is_kanban):
+            check._thread.join()
     if fp is None or fp.shape == "empty":
         if not create:
             raise NotABoard("an empty database with no tables, not a board yet",
@@ -251,7 +279,11 @@ def upgrade(
     if dry_run or sql:
         result.seconds = time.perf_counter() - started
         return result
-    _quick_check(bf, busy_timeout)
+    import alembic.command  # noqa: F401  (while the quick_check runs)
+
+    from . import migration  # noqa: F401
+
+    check.result()
     _take_write_lock(bf.path, busy_timeout)
     if backup:
         result.backup = str(_backup(bf, busy_timeout))

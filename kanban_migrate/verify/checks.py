@@ -1,0 +1,455 @@
+"""The ``file``, ``integrity``, ``schema`` and ``revision`` checks, one small function each.
+
+Each check takes what it inspects (file facts, a read-only connection, a schema snapshot) and
+returns a list of :class:`Finding`; none of them writes anything, and none raises on a damaged
+board: SQLite errors become findings. The ``data`` check lives in :mod:`.data`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import stat
+import struct
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..board import MAGIC, VERSION_TABLE, sidecar
+from ..schema import INTERNAL_TABLES, Difference, Schema, quote
+from .model import Examples, Finding
+
+# ---- hints (what to run next) ------------------------------------------------------------------
+HINT_RECOVER = "run 'kanban-migrate recover' on it (the board's rows are copied into a new, sound file)"
+HINT_UPGRADE = "run 'kanban-migrate upgrade' on it"
+HINT_CHECKPOINT = ("checkpoint it while the board is idle: "
+                   "sqlite3 {path} 'PRAGMA wal_checkpoint(TRUNCATE)'")
+HINT_NEWER = "this board was stamped by a newer kanban-migrate: upgrade kanban-migrate itself"
+
+#: A WAL larger than the application's journal_size_limit (spec section 2) is "large".
+WAL_LARGE_BYTES = 8 * 1024 * 1024
+#: Uncheckpointed frames older than this are "stale" (the dispatcher checkpoints every 300 s).
+WAL_STALE_SECONDS = 3600
+#: The frame walk reads every frame in Python; beyond this size only the header is read.
+WAL_WALK_LIMIT = 64 * 1024 * 1024
+#: The application keeps at most 10 quarantine copies (spec section 2).
+MAX_QUARANTINE = 10
+
+
+# ================================================================================================
+# file
+# ================================================================================================
+@dataclass
+class FileFacts:
+    """What the file system and the raw bytes say about a board, before SQLite opens it."""
+
+    shown: str
+    path: Path  # resolved
+    size: int = 0
+    header: bytes = b""
+    page_size: int = 0
+    wal_mode: bool = False
+    wal: Path | None = None
+    shm: Path | None = None
+    journal: Path | None = None
+    has_wal: bool = False
+    has_shm: bool = False
+    wal_pending: bool | None = None  # committed frames not yet in the main file (None: unknown)
+    wal_frames: int = 0
+    openable: bool = True  # False: SQLite must not even be tried
+    notes: list[str] = field(default_factory=list)
+
+
+def parse_header(data: bytes):
+    """The 100-byte database header as :class:`salvage.fileformat.DbHeader`."""
+    from ..salvage.fileformat import DbHeader
+
+    try:
+        return DbHeader.parse(data)
+    except (struct.error, TypeError):
+        # DbHeader.parse's struct layout has one 32-bit field too many (104 bytes for a 100-byte
+        # header); until that is fixed, read the same 23 fields with the documented layout.
+        f = struct.unpack_from(">16sHBBBBBB12I20sII", data, 0)
+        return DbHeader(f[0], 65536 if f[1] == 1 else f[1], *f[2:])
+
+
+def inspect_file(path: str | os.PathLike) -> tuple[FileFacts, list[Finding]]:
+    """Stat, header, size, sidecars and backups. Raises FileNotFoundError for a missing path."""
+    shown = str(path)
+    raw = Path(path)
+    st = raw.stat()  # FileNotFoundError propagates: a usage error, not a finding
+    facts = FileFacts(shown, raw.resolve())
+    out: list[Finding] = []
+    if stat.S_ISDIR(st.st_mode):
+        facts.openable = False
+        return facts, [Finding("file", "error", "is a directory, not a board file", hint="pass the kanban.db file inside it")]
+    if not stat.S_ISREG(st.st_mode):
+        facts.openable = False
+        return facts, [Finding("file", "error", "is not a regular file", hint="pass the kanban.db file itself")]
+    facts.size = st.st_size
+    p = facts.path
+    facts.wal, facts.shm, facts.journal = sidecar(p, "-wal"), sidecar(p, "-shm"), sidecar(p, "-journal")
+    facts.has_wal, facts.has_shm = facts.wal.exists(), facts.shm.exists()
+    try:
+        with open(p, "rb") as fh:
+            facts.header = fh.read(100)
+    except OSError as exc:
+        facts.openable = False
+        return facts, [Finding("file", "error", f"cannot read the file: {exc.strerror}",
+                               hint="check the file's permissions")]
+    out.extend(check_backups(p))
+    if facts.size == 0:
+        facts.openable = False
+        out.append(Finding("file", "warning", "empty file (0 bytes): a placeholder, not a board yet",
+                           hint="run 'kanban-migrate upgrade --create' on it to make a new board at head"))
+        return facts, out
+    out.extend(check_header(facts))
+    if not facts.openable:
+        return facts, out
+    out.extend(check_wal(facts))
+    out.extend(check_journal(facts))
+    return facts, out
+
+
+def check_header(facts: FileFacts) -> list[Finding]:
+    """Magic string, page size, reserved bytes, format numbers, file size against the page count."""
+    data = facts.header
+    if not data.startswith(MAGIC):
+        facts.openable = False
+        what = "too short to be" if len(data) < len(MAGIC) else "not"
+        return [Finding("file", "error", f"{what} a SQLite database (the header is not 'SQLite format 3')",
+                        hint="if this was a board, its header was overwritten: " + HINT_RECOVER,
+                        examples=[data[:16].hex()])]
+    if len(data) < 100:
+        facts.openable = False
+        return [Finding("file", "error", f"truncated SQLite file ({facts.size} bytes, shorter than its header)",
+                        hint=HINT_RECOVER)]
+    hdr = parse_header(data)
+    facts.wal_mode = hdr.write_version == 2 and hdr.read_version == 2
+    facts.page_size = hdr.page_size if hdr.page_size_valid else 0
+    problems = hdr.problems(facts.size)
+    if not problems:
+        return []
+    size_related = [p for p in problems if "file size" in p or "page count" in p]
+    other = [p for p in problems if p not in size_related]
+    out = []
+    if other:
+        out.append(Finding("file", "error", "the database header is not sane: " + "; ".join(other),
+                           hint=HINT_RECOVER, count=len(other), examples=other[:5]))
+    if size_related:
+        out.append(Finding("file", "error", "the file size does not agree with the header: " + "; ".join(size_related),
+                           hint="the file was truncated or extended outside SQLite: " + HINT_RECOVER,
+                           examples=size_related[:5]))
+    return out
+
+
+def check_wal(facts: FileFacts) -> list[Finding]:
+    """The ``-wal`` file: size, whether its committed frames are checkpointed, age."""
+    if not facts.has_wal:
+        return []
+    from ..salvage.wal import WAL_HEADER_SIZE, WalHeader, wal_summary
+
+    wal = facts.wal
+    try:
+        st = wal.stat()
+    except OSError:
+        return []
+    size, age = st.st_size, max(0.0, time.time() - st.st_mtime)
+    hint = HINT_CHECKPOINT.format(path=facts.shown)
+    mb = f"{size / 1048576:.1f} MiB" if size >= 1048576 else f"{size} bytes"
+    if size == 0:
+        facts.wal_pending = False
+        return [Finding("file", "info", "empty -wal file (everything is checkpointed)")]
+    if size > WAL_WALK_LIMIT:
+        with open(wal, "rb") as fh:
+            hdr = WalHeader.parse(fh.read(WAL_HEADER_SIZE))
+        frames = (size - WAL_HEADER_SIZE) // (24 + hdr.page_size) if hdr and hdr.valid else 0
+        facts.wal_pending = None
+        facts.wal_frames = frames
+        return [Finding("file", "warning", f"the -wal file is large ({mb}, about {frames} frames)",
+                        hint=hint, count=frames)]
+    s = wal_summary(wal, facts.path)
+    facts.wal_frames = s.committed_frames
+    if not s.header_valid:
+        facts.wal_pending = False
+        return [Finding("file", "warning", "the -wal file is not a valid WAL (SQLite ignores it): " + "; ".join(s.problems),
+                        hint="if a writer crashed, its last transactions are lost; remove the -wal file once no process has the board open")]
+    pending = s.has_uncheckpointed_commits if s.uncheckpointed_known else s.committed_frames > 0
+    facts.wal_pending = pending
+    if not pending:
+        if size > WAL_LARGE_BYTES:
+            return [Finding("file", "warning", f"the -wal file is large ({mb}) though fully checkpointed",
+                            hint=hint)]
+        return [Finding("file", "info", f"-wal file of {mb}, fully checkpointed")]
+    what = f"the -wal file ({mb}) holds {s.committed_frames} committed frames not yet checkpointed"
+    if size > WAL_LARGE_BYTES:
+        return [Finding("file", "warning", what + " and is large", hint=hint, count=s.committed_frames)]
+    if not facts.has_shm:
+        return [Finding("file", "warning", what + "; no -shm beside it: left by a writer that stopped without a checkpoint",
+                        hint=hint, count=s.committed_frames)]
+    if age > WAL_STALE_SECONDS:
+        return [Finding("file", "warning", what + f"; unchanged for {age / 3600:.1f} h (stale)",
+                        hint=hint, count=s.committed_frames)]
+    return [Finding("file", "info", what + " (a writer is active or a checkpoint is due)", count=s.committed_frames)]
+
+
+def check_journal(facts: FileFacts) -> list[Finding]:
+    """The journal mode (header bytes 18/19) and a leftover rollback journal."""
+    out = []
+    if not facts.wal_mode:
+        out.append(Finding("file", "info", "journal mode is a rollback journal (DELETE), not WAL: "
+                                           "legitimate on filesystems without WAL support"))
+    try:
+        jsize = facts.journal.stat().st_size if facts.journal and facts.journal.exists() else 0
+    except OSError:
+        jsize = 0
+    if jsize:
+        out.append(Finding("file", "warning", f"a rollback journal ({jsize} bytes) lies beside the board: "
+                                              "an interrupted write",
+                           hint="open the board with the application once so that SQLite rolls it back"))
+    return out
+
+
+def check_backups(board: Path) -> list[Finding]:
+    """Quarantine (``.corrupt.*.bak``) and pre-upgrade backups beside the board."""
+    from ..backup import list_backups
+
+    try:
+        backups = list_backups(board)
+    except OSError:
+        return []
+    out = []
+    for kind, label in (("corrupt", "quarantine"), ("pre-upgrade", "pre-upgrade")):
+        mine = [b for b in backups if b.kind == kind]
+        if not mine:
+            continue
+        total = sum(b.size for b in mine)
+        msg = f"{len(mine)} {label} backup(s) beside the board ({total / 1048576:.1f} MiB)"
+        examples = [b.path.name for b in mine[:5]]
+        if kind == "corrupt" and len(mine) > MAX_QUARANTINE:
+            out.append(Finding("file", "warning", msg + f"; more than the {MAX_QUARANTINE} the application keeps",
+                               hint="keep the newest few and delete the rest (see issue #32593)",
+                               count=len(mine), examples=examples))
+        else:
+            out.append(Finding("file", "info", msg, count=len(mine), examples=examples))
+    return out
+
+
+# ================================================================================================
+# opening
+# ================================================================================================
+def _uri(path: Path, **params: str) -> str:
+    from urllib.parse import quote as q
+
+    return f"file:{q(str(path))}?" + "&".join(f"{k}={v}" for k, v in params.items())
+
+
+def open_uri(facts: FileFacts, path: Path | None = None) -> str:
+    """The URI that reads the board without writing anything beside it.
+
+    A WAL board whose ``-wal`` is absent, or holds nothing the main file lacks, is opened
+    ``immutable`` (a plain ``mode=ro`` open would create ``-wal``/``-shm`` and leave them behind).
+    """
+    path = path or facts.path
+    if facts.wal_mode and (not facts.has_wal or (not facts.has_shm and facts.wal_pending is False)):
+        return _uri(path, mode="ro", immutable="1")
+    return _uri(path, mode="ro")
+
+
+def needs_private_copy(facts: FileFacts) -> bool:
+    """A ``-wal`` with committed frames but no ``-shm``: SQLite would create ``-shm`` to read it,
+    so the board and its WAL are read from a private copy instead."""
+    return facts.wal_mode and facts.has_wal and not facts.has_shm and facts.wal_pending is not False
+
+
+def connect(uri: str, busy_timeout: float) -> sqlite3.Connection:
+    conn = sqlite3.connect(uri, uri=True, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+    conn.execute("PRAGMA query_only=1")
+    return conn
+
+
+def use_mmap(conn: sqlite3.Connection, size: int) -> None:
+    """Read through a memory map (fewer copies); SQLite keeps it within the file."""
+    try:
+        conn.execute(f"PRAGMA mmap_size={max(size, 0) + (1 << 20)}")
+    except sqlite3.Error:
+        pass
+
+
+def sqlite_error(check: str, exc: BaseException, doing: str, table: str | None = None) -> Finding:
+    """A SQLite error as a finding, with the hint that fits it."""
+    text = str(exc)
+    low = text.lower()
+    if "locked" in low or "busy" in low:
+        return Finding(check, "error", f"{doing}: the board is locked by another process ({text})", table=table,
+                       hint="stop the board's writers or retry with a longer --busy-timeout")
+    if "not a database" in low or "encrypted" in low:
+        return Finding(check, "error", f"{doing}: not a readable SQLite database ({text})", table=table,
+                       hint=HINT_RECOVER)
+    if "unable to open" in low or "readonly" in low or "read-only" in low:
+        return Finding(check, "error", f"{doing}: cannot open the board read-only ({text})", table=table,
+                       hint="check the file's and the directory's permissions")
+    return Finding(check, "error", f"{doing}: {text}", table=table, hint=HINT_RECOVER)
+
+
+# ================================================================================================
+# integrity
+# ================================================================================================
+_INDEX_ONLY = re.compile(
+    r"^(?:row \d+ missing from index|wrong # of entries in index|non-unique entry in index) (\S+)"
+)
+_TABLE_NAMED = re.compile(r"\b(?:NULL|TEXT|NUMERIC|INTEGER|REAL|BLOB) value in ([^.\s]+)\.\S+|CHECK constraint failed in (\S+)")
+
+
+def result_lines(rows) -> list[str]:
+    """The lines of an integrity/quick check result, in either form: many rows of one line, or
+    one row of many lines (newer SQLite). ``ok`` and the ``*** in database main ***`` banners go."""
+    lines = []
+    for row in rows:
+        text = row[0] if isinstance(row, (tuple, list)) else row
+        for line in str(text).splitlines():
+            line = line.strip()
+            if line and line != "ok" and not (line.startswith("***") and line.endswith("***")):
+                lines.append(line)
+    return lines
+
+
+def classify(lines: list[str], index_tables: dict[str, str]) -> list[Finding]:
+    """Index-only damage (REINDEX is enough) told apart from table damage (recover is needed)."""
+    if not lines:
+        return []
+    damaged_indexes: dict[str, Examples] = {}
+    other: list[str] = []
+    for line in lines:
+        m = _INDEX_ONLY.match(line)
+        if m:
+            damaged_indexes.setdefault(m.group(1), Examples()).add(line)
+        else:
+            other.append(line)
+    if other:
+        named = {t for m in map(_TABLE_NAMED.search, other) if m for t in m.groups() if t}
+        table = named.pop() if len(named) == 1 and len(named) + 0 == 1 else None
+        return [Finding("integrity", "error", f"the database is damaged ({len(lines)} problem(s)): {other[0]}",
+                        table=table, hint=HINT_RECOVER, count=len(lines), examples=lines[:5])]
+    out = []
+    for name, ex in damaged_indexes.items():
+        out.append(Finding("integrity", "error",
+                           f"index {name} disagrees with its table ({ex.count} problem(s)); the table itself is sound",
+                           table=index_tables.get(name), hint=f"rebuild the index: sqlite3 BOARD 'REINDEX {name}' "
+                           "(with the board's writers stopped); no recover needed",
+                           count=ex.count, examples=ex.examples))
+    return out
+
+
+def check_integrity(conn: sqlite3.Connection, *, full: bool) -> list[Finding]:
+    pragma = "integrity_check" if full else "quick_check"
+    try:
+        lines = result_lines(conn.execute(f"PRAGMA {pragma}"))
+    except sqlite3.Error as exc:
+        return [sqlite_error("integrity", exc, f"PRAGMA {pragma} failed")]
+    if not lines:
+        return []
+    try:
+        index_tables = dict(conn.execute("SELECT name, tbl_name FROM sqlite_master WHERE type='index'"))
+    except sqlite3.Error:
+        index_tables = {}
+    return classify(lines, index_tables)
+
+
+def check_foreign_keys(conn: sqlite3.Connection, table: str) -> list[Finding]:
+    """``PRAGMA foreign_key_check`` for one table that declares foreign keys (streamed)."""
+    ex = Examples()
+    parents: set[str] = set()
+    try:
+        for _tbl, rowid, parent, _fkid in conn.execute(f"PRAGMA foreign_key_check({quote(table)})"):
+            ex.add(rowid)
+            if len(parents) < 5:
+                parents.add(parent)
+    except sqlite3.Error as exc:
+        return [Finding("integrity", "warning", f"foreign keys of {table} cannot be checked: {exc}", table=table,
+                        hint="the table refers to a table or key that does not exist")]
+    if not ex:
+        return []
+    return [Finding("integrity", "warning",
+                    f"{ex.count} row(s) of {table} refer to missing rows of {', '.join(sorted(parents))}",
+                    table=table, hint="restore the missing rows from a backup or delete the dangling ones",
+                    count=ex.count, examples=ex.examples)]
+
+
+# ================================================================================================
+# schema
+# ================================================================================================
+_KIND_TEXT = {
+    "missing-table": ("error", "table {t} is missing"),
+    "missing-column": ("error", "{t}: {n} head column(s) missing: {names}"),
+    "column-differs": ("error", "{t}: {n} column(s) differ from head: {details}"),
+    "not-autoincrement": ("error", "{t}: the id column lacks AUTOINCREMENT"),
+    "missing-index": ("error", "{t}: {n} head index(es) missing: {names}"),
+    "index-differs": ("error", "{t}: {n} index(es) differ from head: {details}"),
+    "extra-table": ("info", "table {t} is not part of head (kept as it is)"),
+    "extra-column": ("info", "{t}: {n} column(s) head does not know (kept as they are): {names}"),
+    "extra-index": ("info", "{t}: {n} index(es) head does not know: {names}"),
+}
+
+
+def check_schema(board: Schema, fp) -> list[Finding]:
+    """The board against head, semantically (see :func:`kanban_migrate.schema.compare`)."""
+    from .. import head
+    from ..schema import compare
+
+    if fp.shape == "empty":
+        return [Finding("schema", "warning", "the database has no tables: not a board yet",
+                        hint="run 'kanban-migrate upgrade --create' on it to make a new board at head")]
+    if not fp.is_kanban:
+        return [Finding("schema", "error", "not a kanban board: " + "; ".join(fp.evidence),
+                        hint="check the path: this SQLite file belongs to something else")]
+    groups: dict[tuple[str, str | None], list[Difference]] = {}
+    for d in compare(board, head.expected()):
+        if d.kind == "extra-table" and (d.table or "").startswith("_kanban_migrate"):
+            continue
+        groups.setdefault((d.kind, d.table), []).append(d)
+    out = []
+    for (kind, table), diffs in groups.items():
+        severity, template = _KIND_TEXT.get(kind, ("error", "{t}: {details}"))
+        names = [d.name or d.table for d in diffs]
+        msg = template.format(t=table, n=len(diffs), names=", ".join(map(str, names)),
+                              details="; ".join(d.detail for d in diffs))
+        out.append(Finding("schema", severity, msg, table=table,
+                           hint=HINT_UPGRADE if severity == "error" else None,
+                           count=len(diffs), examples=names[:5]))
+    return out
+
+
+# ================================================================================================
+# revision
+# ================================================================================================
+def read_stamp(conn: sqlite3.Connection, board: Schema) -> tuple[bool, str | None]:
+    """(has the version table, the stamp or None)."""
+    if VERSION_TABLE not in board.tables:
+        return False, None
+    rows = conn.execute(f"SELECT version_num FROM {VERSION_TABLE}").fetchall()
+    return True, (",".join(sorted(str(r[0]) for r in rows)) if rows else None)
+
+
+def check_revision(has_table: bool, stamp: str | None, fp) -> list[Finding]:
+    from .. import head
+
+    if fp is not None and not fp.is_kanban:
+        return []
+    if not has_table or stamp is None:
+        what = "no alembic_version table" if not has_table else "alembic_version is empty"
+        return [Finding("revision", "warning", f"a legacy board, never stamped ({what})", table=VERSION_TABLE,
+                        hint=HINT_UPGRADE)]
+    if stamp == head.HEAD:
+        return []
+    if stamp in head.REVISIONS:
+        return [Finding("revision", "warning", f"at revision {stamp}, head is {head.HEAD}", table=VERSION_TABLE,
+                        hint=HINT_UPGRADE)]
+    return [Finding("revision", "error", f"unknown revision {stamp!r}: newer than this release (head {head.HEAD})",
+                    table=VERSION_TABLE, hint=HINT_NEWER)]
+
+
+def user_tables(board: Schema) -> list[str]:
+    return [t for t in board.tables if t not in INTERNAL_TABLES]

@@ -1,0 +1,113 @@
+"""What ``verify`` reports: findings and the per-board report. Standard library only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+SEVERITIES = ("error", "warning", "info")
+CHECKS = ("file", "integrity", "schema", "revision", "data")
+MAX_EXAMPLES = 5
+
+
+@dataclass
+class Finding:
+    """One thing ``verify`` noticed. ``check`` names the check that found it."""
+
+    check: str
+    severity: str  # error | warning | info
+    message: str
+    table: str | None = None
+    hint: str | None = None
+    count: int | None = None
+    examples: list[Any] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.severity not in SEVERITIES:
+            raise ValueError(f"severity must be one of {SEVERITIES}, not {self.severity!r}")
+        if self.check not in CHECKS:
+            raise ValueError(f"check must be one of {CHECKS}, not {self.check!r}")
+
+    def to_dict(self) -> dict:
+        return {
+            "check": self.check,
+            "severity": self.severity,
+            "table": self.table,
+            "message": self.message,
+            "hint": self.hint,
+            "count": self.count,
+            "examples": [_jsonable(e) for e in self.examples],
+        }
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, (int, float, str, bool)):
+        return value
+    if isinstance(value, bytes):
+        return value.hex()
+    return str(value)
+
+
+@dataclass
+class VerifyReport:
+    """The result of verifying one board. ``ok``: no error and no warning."""
+
+    path: str
+    shape: str | None = None
+    revision: str | None = None
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not any(f.severity in ("error", "warning") for f in self.findings)
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "warning"]
+
+    @property
+    def infos(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "info"]
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.ok else 1
+
+    def by_check(self, check: str) -> list[Finding]:
+        return [f for f in self.findings if f.check == check]
+
+    def sort(self) -> None:
+        """Errors first, then warnings, then info; within a severity in check order (stable)."""
+        self.findings.sort(key=lambda f: (SEVERITIES.index(f.severity), CHECKS.index(f.check)))
+
+    def to_dict(self) -> dict:
+        return {
+            "path": self.path,
+            "ok": self.ok,
+            "shape": self.shape,
+            "revision": self.revision,
+            "findings": [f.to_dict() for f in self.findings],
+        }
+
+
+class Examples:
+    """A counter that keeps the first few example ids: flat memory however many rows match."""
+
+    __slots__ = ("count", "examples", "limit")
+
+    def __init__(self, limit: int = MAX_EXAMPLES):
+        self.count = 0
+        self.examples: list[Any] = []
+        self.limit = limit
+
+    def add(self, example: Any, n: int = 1) -> None:
+        self.count += n
+        if len(self.examples) < self.limit:
+            self.examples.append(example)
+
+    def __bool__(self) -> bool:
+        return self.count > 0
