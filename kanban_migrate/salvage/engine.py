@@ -1353,7 +1353,7 @@ def _carve_region(page, a: int, b: int, cand: _Candidate, enc: str, errors: str)
             except _ERRORS:
                 vals = None
             if vals is not None and len(vals) == n and cand.score(vals) >= 0 and \
-                    any(v is not None for v in vals):
+                    any(v is not None for v in vals) and _plausible_text(vals):
                 found = vals
         if found is not None:
             out.append(found)
@@ -1361,6 +1361,17 @@ def _carve_region(page, a: int, b: int, cand: _Candidate, enc: str, errors: str)
         else:
             s += 1
     return out
+
+
+_CTRL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]").search
+
+
+def _plausible_text(vals) -> bool:
+    """Carving heuristic: text of a real row decodes cleanly and has no control characters."""
+    for v in vals:
+        if type(v) is str and _CTRL_CHARS(v) is not None:
+            return False
+    return True
 
 
 def _record_end(page, s: int, b: int) -> int:
