@@ -36,6 +36,33 @@ def _paths(dbs: tuple[str, ...], home: Path | None, include_all: bool) -> list[s
     return found
 
 
+class progress_bar:
+    """A rich progress bar on standard error, shown on a terminal only (never in --json or when
+    piped: callers decide); ``advance(label)`` moves it on."""
+
+    def __init__(self, description: str, total: int):
+        self.description, self.total = description, total
+
+    def __enter__(self):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[label]}"), TimeElapsedColumn(),
+                                 console=Console(stderr=True), transient=True)
+        self.progress.start()
+        self.task = self.progress.add_task(self.description, total=self.total, label="")
+
+        def advance(label: str = "") -> None:
+            self.progress.update(self.task, advance=1, label=label)
+
+        return advance
+
+    def __exit__(self, *exc):
+        self.progress.stop()
+        return False
+
+
 def _emit_json(items: list[dict], many: bool) -> None:
     click.echo(json.dumps(items if many else items[0], indent=2, ensure_ascii=False))
 
@@ -74,7 +101,17 @@ def upgrade(dbs, include_all, home, create, dry_run, sql, check, as_json, quiet,
 
     paths = _paths(dbs, home, include_all)
     kw = dict(create=create, dry_run=dry_run or check, sql=sql, backup=not no_backup, busy_timeout=busy_timeout)
-    results = upgrade_many(paths, jobs=jobs, **kw)
+    show = not (as_json or quiet or sql) and sys.stderr.isatty()
+    if len(paths) == 1 and show and not (dry_run or check):
+        from .upgrading import pending_after
+
+        with progress_bar(f"upgrading {paths[0]}", len(pending_after(None))) as advance:
+            results = upgrade_many(paths, jobs=1, **kw, on_revision=lambda rev: advance(rev))
+    elif show:
+        with progress_bar("upgrading boards", len(paths)) as advance:
+            results = upgrade_many(paths, jobs=jobs, on_done=lambda r: advance(Path(r.path).name), **kw)
+    else:
+        results = upgrade_many(paths, jobs=jobs, **kw)
     many = len(results) > 1 or include_all or not dbs
     worst = max(r.code for r in results)
     if check or dry_run:

@@ -197,7 +197,7 @@ def _offline_sql(bf: _board.BoardFile, revision: str | None) -> str:
     return buf.getvalue()
 
 
-def _migrate(bf: _board.BoardFile, busy_timeout: float, applied: list[str], trace=None) -> None:
+def _migrate(bf: _board.BoardFile, busy_timeout: float, applied: list[str], trace=None, on_revision=None) -> None:
     from alembic import command
     from sqlalchemy.exc import DBAPIError
 
@@ -206,6 +206,8 @@ def _migrate(bf: _board.BoardFile, busy_timeout: float, applied: list[str], trac
 
     def on_apply(ctx, step, heads, run_args):
         applied.append(step.up_revision_id)
+        if on_revision is not None:
+            on_revision(step.up_revision_id)
 
     engine = make_engine(bf.path, busy_timeout=busy_timeout, trace=trace)
     try:
@@ -232,12 +234,14 @@ def upgrade(
     backup: bool = True,
     busy_timeout: float = _board.DEFAULT_BUSY_TIMEOUT,
     trace=None,
+    on_revision=None,
 ) -> UpgradeResult:
     """Take the board at ``path`` to head; see the module docstring.
 
     ``dry_run`` reports the detected shape and the revisions that would run and writes nothing;
     ``sql`` returns the SQL instead (Alembic's offline mode against a read-only shadow of the
     board's schema); ``create`` makes a new board at head where ``path`` is missing or empty.
+    ``on_revision(revision)`` is called as each revision commits (progress).
     """
     started = time.perf_counter()
     shown = str(path)
@@ -289,7 +293,7 @@ def upgrade(
         result.backup = str(_backup(bf, busy_timeout))
     applied: list[str] = []
     try:
-        _migrate(bf, busy_timeout, applied, trace)
+        _migrate(bf, busy_timeout, applied, trace, on_revision)
     except KanbanMigrateError as exc:
         if applied and exc.hint:
             exc.hint += f"; revisions {' '.join(applied)} were applied and committed"
@@ -313,16 +317,27 @@ def _one(path: str, kw: dict) -> UpgradeResult:
                              hint="please report it", code=int(ExitCode.REFUSED))
 
 
-def upgrade_many(paths: list[str], *, jobs: int | None = None, **kw) -> list[UpgradeResult]:
+def upgrade_many(paths: list[str], *, jobs: int | None = None, on_done=None, **kw) -> list[UpgradeResult]:
     """Upgrade several boards, in parallel processes when ``jobs`` > 1; one board's failure never
-    stops the others. Results come back in the order of ``paths``."""
+    stops the others. Results come back in the order of ``paths``; ``on_done(result)`` is called
+    as each board finishes (progress)."""
     jobs = jobs or os.cpu_count() or 1
+    results: list[UpgradeResult | None] = [None] * len(paths)
     if jobs <= 1 or len(paths) <= 1:
-        return [_one(p, kw) for p in paths]
-    from concurrent.futures import ProcessPoolExecutor
+        for i, p in enumerate(paths):
+            results[i] = _one(p, kw)
+            if on_done:
+                on_done(results[i])
+        return results  # type: ignore[return-value]
+    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     with ProcessPoolExecutor(max_workers=min(jobs, len(paths))) as pool:
-        return list(pool.map(_one, paths, [kw] * len(paths)))
+        futures = {pool.submit(_one, p, kw): i for i, p in enumerate(paths)}
+        for fut in as_completed(futures):
+            results[futures[fut]] = fut.result()
+            if on_done:
+                on_done(results[futures[fut]])
+    return results  # type: ignore[return-value]
 
 
 def upgrade_all(home: str | os.PathLike | None = None, *, jobs: int | None = None,

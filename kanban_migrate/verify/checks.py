@@ -330,7 +330,7 @@ def classify(lines: list[str], index_tables: dict[str, str]) -> list[Finding]:
             other.append(line)
     if other:
         named = {t for m in map(_TABLE_NAMED.search, other) if m for t in m.groups() if t}
-        table = named.pop() if len(named) == 1 and len(named) + 0 == 1 else None
+        table = next(iter(named)) if len(named) == 1 else None
         return [Finding("integrity", "error", f"the database is damaged ({len(lines)} problem(s)): {other[0]}",
                         table=table, hint=HINT_RECOVER, count=len(lines), examples=lines[:5])]
     out = []
