@@ -114,16 +114,20 @@ def _stopped(table: str, exc: Exception) -> Finding:
 
 
 # ---- the scans -----------------------------------------------------------------------------------
+#: Columns that hold long text: searched by memchr in Python (faster than SQL's instr on long
+#: values); the short ones by instr() in SQL (no Python call per row).
+LONG_TEXT = frozenset({"body"})
+
+
 def _nul_expr(board: Schema, table: str, skip: tuple[str, ...] = ()) -> str | None:
-    """True when any text column of the row holds a NUL byte: the columns are concatenated (long
-    ones last, so that each is copied once) and searched once, by memchr in Python."""
+    """True when any text column of the row holds a NUL byte."""
     t = board.tables[table]
     cols = [c.name for c in t.columns.values() if _is_text(c.type) and c.name not in skip]
     if not cols:
         return None
-    cols.sort(key=lambda c: c in ("body", "result", "summary", "error", "last_failure_error", "payload"))
-    joined = " || ".join(f"ifnull({quote(c)}, '')" for c in cols)
-    return f"{SQL_FUNCTION}(CAST({joined} AS BLOB))"
+    terms = [f"{SQL_FUNCTION}(CAST({quote(c)} AS BLOB))" if c in LONG_TEXT else f"instr({quote(c)}, char(0)) > 0"
+             for c in sorted(cols, key=lambda c: c in LONG_TEXT)]
+    return " OR ".join(terms)
 
 
 def _json_flag(table: str, column: str) -> Flag:
@@ -286,6 +290,6 @@ def running_without_run(conn: sqlite3.Connection) -> list[Finding]:
     if not ex:
         return []
     return [Finding("data", "warning", f"{ex.count} running task(s) without a run (current_run_id is NULL)",
-                    table="tasks", hint="the dispatcher cannot track them: set them back to 'ready' so "
-                                        "that they are claimed again, with a run", count=ex.count,
+                    table="tasks", hint="on a board not yet at head, 'kanban-migrate upgrade' creates their runs; "
+                                        "at head, set them back to 'ready' so that they are claimed again", count=ex.count,
                     examples=ex.examples)]
