@@ -10,6 +10,7 @@ on them and nothing is dropped.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 from .sqlschema import TableDef, parse_create_index, parse_create_table, quote_ident
@@ -17,6 +18,7 @@ from .sqlschema import TableDef, parse_create_index, parse_create_table, quote_i
 __all__ = ["write_dump", "sql_literal", "DumpStats"]
 
 _MIN_INT = -(1 << 63)
+_SPECIAL = re.compile("([\x00\r])")
 
 
 def sql_literal(v) -> str:
@@ -38,8 +40,18 @@ def sql_literal(v) -> str:
             except UnicodeEncodeError:
                 raw = v.encode("utf-8", "surrogatepass")
             return "CAST(X'" + raw.hex() + "' AS TEXT)"
-        if "\x00" in v:
-            return "(" + "||char(0)||".join("'" + p.replace("'", "''") + "'" for p in v.split("\x00")) + ")"
+        if "\x00" in v or "\r" in v:
+            # NUL cannot appear in SQL text and a CR would not survive a text-mode reader
+            # (universal newlines): spell both as char() calls
+            parts = []
+            for piece in _SPECIAL.split(v):
+                if piece == "\x00":
+                    parts.append("char(0)")
+                elif piece == "\r":
+                    parts.append("char(13)")
+                elif piece:
+                    parts.append("'" + piece.replace("'", "''") + "'")
+            return "(" + "||".join(parts) + ")"
         return "'" + v.replace("'", "''") + "'"
     if t is float:
         if math.isnan(v):

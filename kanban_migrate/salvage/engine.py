@@ -502,7 +502,9 @@ class _Salvager:
         unreadable cells, broken = [(rowid, partial values, reason)].
         """
         usable = self.usable
-        maxlocal = usable - 35
+        if len(page) < usable:
+            usable = len(page)     # the partial last page of a truncated file
+        maxlocal = self.usable - 35
         enc = self.enc
         errors = self.errors
         decode_rec = decode_record
@@ -554,12 +556,12 @@ class _Salvager:
                         continue
                     append((rowid, decode_rec(page, p, end, enc, errors)))
                 else:
-                    local = local_payload_size(plen, usable, True)
+                    local = local_payload_size(plen, self.usable, True)
                     if p + local + 4 > usable:
                         bad += 1
                         continue
                     ovf = _U32.unpack_from(page, p + local)[0]
-                    data, pages, complete = read_overflow(self.get, ovf, plen - local, usable,
+                    data, pages, complete = read_overflow(self.get, ovf, plen - local, self.usable,
                                                           self.claimed)
                     buf = page[p:p + local] + data
                     if complete and set(pages).isdisjoint(claimed_local):
@@ -577,6 +579,7 @@ class _Salvager:
                       claimed_local: list[int]):
         """Cells of an index page: (children, records, bad)."""
         usable = self.usable
+        lim = min(usable, len(page))
         children = []
         out = []
         bad = 0
@@ -598,13 +601,13 @@ class _Salvager:
                 plen, p = read_varint(page, p)
                 if plen <= maxlocal:
                     end = p + plen
-                    if end > usable:
+                    if end > lim:
                         bad += 1
                         continue
                     out.append(decode_record(page, p, end, self.enc, self.errors) if decode else None)
                 else:
                     local = local_payload_size(plen, usable, False)
-                    if p + local + 4 > usable:
+                    if p + local + 4 > lim:
                         bad += 1
                         continue
                     ovf = _U32.unpack_from(page, p + local)[0]

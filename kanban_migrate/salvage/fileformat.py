@@ -224,6 +224,8 @@ def decode_record(buf: bytes, start: int, end: int, enc: str = "utf-8",
     reserved serial types, or value sizes that do not add up *exactly* to the payload
     size; IndexError/struct.error/UnicodeDecodeError on garbage.
     """
+    if end > len(buf):
+        raise RecordError("payload extends past the end of the data")
     b0 = buf[start]
     if b0 < 0x80:
         hend = start + b0

@@ -242,8 +242,8 @@ def read_wal(path, db_path=None) -> WalIndex:
 class PageSource:
     """Pages of the main file overlaid with committed WAL pages. Reads are bounded.
 
-    ``page(pgno)`` returns the page image (``bytes`` of exactly page_size, a partial last
-    page zero-padded) or None for a page outside the database.
+    ``page(pgno)`` returns the page image (``bytes`` of page_size; only the partial last
+    page of a truncated file is shorter) or None for a page outside the database.
     """
 
     def __init__(self, data, page_size: int, reserved: int = 0, wal: WalIndex | None = None):
@@ -275,8 +275,9 @@ class PageSource:
         start = (pgno - 1) * ps
         if pgno <= self._file_pages:
             return self.data[start:start + ps]
-        chunk = self.data[start:start + ps]
-        return bytes(chunk) + b"\x00" * (ps - len(chunk))
+        # the partial last page of a truncated file: shorter than page_size, never padded
+        # (padding would invent zero bytes inside cells that were cut off)
+        return self.data[start:start + ps]
 
     def is_wal_page(self, pgno: int) -> bool:
         return pgno in self._overlay
