@@ -505,6 +505,7 @@ class _Salvager:
         if len(page) < usable:
             usable = len(page)     # the partial last page of a truncated file
         maxlocal = self.usable - 35
+        max_payload = self.npages * self.usable
         enc = self.enc
         errors = self.errors
         decode_rec = decode_record
@@ -555,6 +556,8 @@ class _Salvager:
                         bad += 1
                         continue
                     append((rowid, decode_rec(page, p, end, enc, errors)))
+                elif plen > max_payload:
+                    bad += 1
                 else:
                     local = local_payload_size(plen, self.usable, True)
                     if p + local + 4 > usable:
@@ -605,6 +608,8 @@ class _Salvager:
                         bad += 1
                         continue
                     out.append(decode_record(page, p, end, self.enc, self.errors) if decode else None)
+                elif plen > self.npages * usable:
+                    bad += 1
                 else:
                     local = local_payload_size(plen, usable, False)
                     if p + local + 4 > lim:
@@ -891,6 +896,15 @@ def salvage(db_path, wal_path=None, *, include_freelist: bool = False, time_limi
     enc, errors = text_codec(encoding)
 
     src = PageSource(data, page_size, reserved, wal)
+    if src.wal is not None and src.is_wal_page(1):
+        # the committed page 1 in the WAL carries the current header (freelist, counts)
+        try:
+            wal_hdr = DbHeader.parse(src.page(1)[:100])
+            if wal_hdr.page_size == page_size and not [p for p in wal_hdr.problems() if "magic" not in p]:
+                header = wal_hdr
+                header_problems = header.problems()
+        except _ERRORS:
+            pass
     sv = _Salvager(src, dec, deadline, include_freelist, enc, errors)
     if wal is not None and src.wal is None and wal.offsets:
         problems.append("WAL page size differs from the database; WAL ignored")
@@ -901,30 +915,43 @@ def salvage(db_path, wal_path=None, *, include_freelist: bool = False, time_limi
     shape_map = _normalize_shapes(shapes)
     freelist = None
     ptrmaps: set[int] = set()
-    try:
-        sv.claimed[pending_byte_page(page_size)] = "pending-byte"
+    header_trusted = header is not None and header.page_size_valid and header.page_size == page_size
+    sv.claimed[pending_byte_page(page_size)] = "pending-byte"
+
+    def setup():
+        nonlocal freelist, ptrmaps
         # pointer-map pages (auto-vacuum)
-        if header is not None and header.largest_root_page and header.page_size == page_size:
+        if header_trusted and header.largest_root_page:
             ptrmaps = ptrmap_pages(src.page_count, src.usable, page_size)
             for p in ptrmaps:
                 sv.claimed[p] = "ptrmap"
         # freelist
-        if header is not None and header.freelist_trunk:
+        if header_trusted and header.freelist_trunk:
             freelist = walk_freelist(src.page, header.freelist_trunk, src.page_count, src.usable,
                                      header.freelist_count)
             if freelist.problems:
                 problems.extend(freelist.problems)
-        # schema
+
+    def schema_phase():
         _read_schema(sv, schema)
         _setup_tables(sv, schema, shape_map, tables, indexes)
-        _walk_all(sv, schema, tables, indexes)
-        _orphans(sv, schema, shape_map, tables, indexes, freelist, ptrmaps, header)
-        if include_freelist:
-            _carve_freeblocks(sv, tables)
-    except _Timeout:
-        problems.append(f"time limit of {time_limit}s reached; result is partial")
-    except RecursionError:
-        problems.append("recursion limit reached; result is partial")
+
+    phases = [("header", setup), ("schema", schema_phase),
+              ("b-tree walk", lambda: _walk_all(sv, schema, tables, indexes)),
+              ("orphan scan", lambda: _orphans(sv, schema, shape_map, tables, indexes, freelist,
+                                               ptrmaps, header))]
+    if include_freelist:
+        phases.append(("freeblock carving", lambda: _carve_freeblocks(sv, tables)))
+    for phase, fn in phases:
+        try:
+            fn()
+        except _Timeout:
+            problems.append(f"time limit of {time_limit}s reached during {phase}; result is partial")
+            break
+        except RecursionError:
+            problems.append(f"recursion limit reached during {phase}; result is partial")
+        except Exception as e:   # garbage must never take the whole salvage down
+            problems.append(f"{phase} stopped by {type(e).__name__}: {e}; result is partial")
 
     out_tables: dict[str, TableSalvage] = {}
     for name, t in tables.items():
@@ -1062,8 +1089,9 @@ def _candidates(tables: dict[str, _Table], shape_map) -> list[_Candidate]:
 
 def _orphans(sv: _Salvager, schema, shape_map, tables, indexes, freelist, ptrmaps, header) -> None:
     claimed = sv.claimed
+    # pages listed by freelist trunks that looked sane (walk_freelist rejects insane
+    # trunks, so a garbage trunk lists nothing and hides no live page)
     free_pages: set[int] = set()
-    freelist_trusted = freelist is not None and not freelist.problems
     if freelist is not None:
         free_pages = freelist.pages
         for p in freelist.trunks:
@@ -1077,7 +1105,7 @@ def _orphans(sv: _Salvager, schema, shape_map, tables, indexes, freelist, ptrmap
     for pg in range(1, sv.npages + 1):
         if pg in claimed:
             continue
-        if pg in free_pages and freelist_trusted and not sv.include_freelist:
+        if pg in free_pages and not sv.include_freelist:
             continue
         sv.check_time()
         page = get(pg)
@@ -1089,7 +1117,7 @@ def _orphans(sv: _Salvager, schema, shape_map, tables, indexes, freelist, ptrmap
         hdr = parse_page_header(page, pg, usable, strict=True)
         if hdr is None:
             continue
-        source = "freelist" if (pg in free_pages and freelist_trusted) else "orphan"
+        source = "freelist" if pg in free_pages else "orphan"
         if hdr.page_type == PAGE_TABLE_LEAF:
             if hdr.cell_count:
                 leaves[pg] = (hdr, page, source)
@@ -1328,13 +1356,21 @@ def _carve_freeblocks(sv: _Salvager, tables: dict[str, _Table]) -> None:
         hdr = parse_page_header(page, pg, sv.usable, strict=False)
         if hdr is None or hdr.page_type != PAGE_TABLE_LEAF:
             continue
-        regions = [(o + 4, o + s) for o, s in freeblocks(page, hdr, sv.usable)]
+        lim = min(sv.usable, len(page))
+        try:
+            regions = [(o + 4, min(o + s, lim)) for o, s in freeblocks(page, hdr, lim)]
+        except _ERRORS:
+            regions = []
         floor = hdr.header_offset + hdr.header_size + 2 * hdr.cell_count
         if hdr.content_start > floor:
-            regions.append((floor, min(hdr.content_start, sv.usable)))
+            regions.append((floor, min(hdr.content_start, lim)))
         live = {r.values for r in t.by_rowid.values()} if regions else None
         for a, b in regions:
-            for vals in _carve_region(page, a, b, t.cand, sv.enc, sv.errors):
+            try:
+                carved = _carve_region(page, a, b, t.cand, sv.enc, sv.errors)
+            except _ERRORS:
+                carved = []
+            for vals in carved:
                 row = Row(None, t.fin(vals, None), "freeblock", pg)
                 if row.values in live:
                     continue
