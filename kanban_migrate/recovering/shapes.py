@@ -1,0 +1,73 @@
+"""Every table layout a kanban board has had, for matching pages whose table is unknown.
+
+The layouts come from the two sources that define them: head (``kanban_migrate.head``) and the
+application's history (``fixtures/shapes.toml``: each historical shape is replayed into an
+in-memory database and its tables' CREATE statements, ALTER-appended columns included, read
+back). Values are checked against what the application writes (ids, statuses, kinds...).
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from functools import lru_cache
+
+from .. import fixtures, head
+from ..salvage import TableShape
+
+TASK_ID = re.compile(r"t_[0-9a-f]{4,8}")
+KANBAN = ("tasks", "task_links", "task_comments", "task_events", "task_runs", "task_attachments",
+          "kanban_notify_subs")
+
+
+def _checks(table: str) -> dict:
+    task_ref = {"tasks": "id"}.get(table, "task_id")
+    checks: dict = {task_ref: TASK_ID} if table != "task_links" else {"parent_id": TASK_ID, "child_id": TASK_ID}
+    if table == "tasks":
+        checks.update(status=head.TASK_STATUSES, workspace_kind=head.WORKSPACE_KINDS)
+    elif table == "task_runs":
+        checks.update(status=head.RUN_STATUSES, outcome=head.RUN_OUTCOMES)
+    elif table == "kanban_notify_subs":
+        checks.update(delivery_mode=head.DELIVERY_MODES)
+    return checks
+
+
+def _layouts() -> dict[str, dict[tuple, tuple[str, str, int]]]:
+    """table -> {layout: (create sql, label, columns of the table as first created)}; a layout is
+    the (name, declared type, primary-key position) of each column in physical order."""
+    out: dict[str, dict[tuple, tuple[str, str, int]]] = {t: {} for t in KANBAN}
+    expected = head.expected()
+    for t in KANBAN:
+        sql = head.create_table_sql(head.metadata.tables[t])
+        layout = tuple((c.name, c.type, c.pk) for c in expected.tables[t].columns.values())
+        out[t][layout] = (sql, "head", len(layout))
+    for name, shape in fixtures.shapes().items():
+        conn = sqlite3.connect(":memory:")
+        try:
+            fixtures.build_schema(conn, shape)
+            first = sqlite3.connect(":memory:")
+            try:
+                fixtures.build_schema(first, fixtures.Shape(name, "", shape.steps[:1], shape.pre))
+                first_cols = {t: len(first.execute(f'PRAGMA table_info("{t}")').fetchall()) for t in KANBAN}
+            finally:
+                first.close()
+            for t, sql in conn.execute("SELECT name, sql FROM sqlite_master WHERE type='table'"):
+                if t in out:
+                    layout = tuple((r[1], r[2].upper(), r[5]) for r in conn.execute(f'PRAGMA table_info("{t}")'))
+                    out[t].setdefault(layout, (sql, name, first_cols.get(t) or len(layout)))
+        finally:
+            conn.close()
+    return out
+
+
+@lru_cache(maxsize=None)
+def known_shapes() -> dict[str, list[TableShape]]:
+    """table name -> every layout it has had, newest (head) first."""
+    shapes: dict[str, list[TableShape]] = {}
+    for table, layouts in _layouts().items():
+        shapes[table] = [
+            TableShape.from_sql(sql, checks=_checks(table), label=label,
+                                min_columns=min(first, len(cols)) if first else None)
+            for cols, (sql, label, first) in layouts.items()
+        ]
+    return shapes
