@@ -425,6 +425,9 @@ def _build_commands() -> dict:
         backups whose board is gone. The boards themselves are never touched.
         """
         if db is not None:
+            if not os.path.lexists(db):
+                raise MissingBoard("no such file", "check the path; without DB, 'backups' lists every "
+                                   "board's backups", path=db)
             try:
                 _board.check_file(db, allow_empty=True)
             except NotABoard as exc:
