@@ -629,7 +629,7 @@ class _Salvager:
         return children, out, bad
 
     # ---------------------------------------------------------------- b-tree walks
-    def walk_table(self, root: int, owner: str, ncols_max: int | None, table_name: str,
+    def walk_table(self, root: int, owner: str, cand: "_Candidate | None", table_name: str,
                    on_rows: Callable, counters: TableSalvage | None):
         """Walk a rowid-table b-tree; on_rows(pgno, records) is called per accepted leaf."""
         claimed = self.claimed
@@ -688,7 +688,7 @@ class _Salvager:
             # leaf
             local: list[int] = []
             recs, bad, broken = self.leaf_records(page, hdr, pg, local)
-            if not is_root and recs and not self._leaf_fits(recs, lo, hi, ncols_max):
+            if not is_root and recs and not self._leaf_fits(recs, lo, hi, cand):
                 # the pointer led to somebody else's page: leave it to the orphan scan
                 self.missing.setdefault(table_name, []).append((lo, hi))
                 if counters is not None:
@@ -707,14 +707,21 @@ class _Salvager:
                 on_rows(pg, recs)
 
     @staticmethod
-    def _leaf_fits(recs, lo, hi, ncols_max) -> bool:
+    def _leaf_fits(recs, lo, hi, cand) -> bool:
+        """Does a leaf reached through a child pointer belong there? Its rowids must lie in
+        the pointer's key range and its records fit the table (first and last sampled)."""
         n = len(recs)
         bad = 0
+        ncols_max = cand.ncols if cand is not None else None
         for rowid, vals in recs:
             if (lo is not None and rowid <= lo) or (hi is not None and rowid > hi) or \
                     (ncols_max is not None and len(vals) > ncols_max):
                 bad += 1
-        return bad * 2 <= n
+        if bad * 2 > n:
+            return False
+        if cand is not None and cand.score(recs[0][1]) < 0 and cand.score(recs[-1][1]) < 0:
+            return False
+        return True
 
     def walk_index(self, root: int, owner: str, decode: bool, on_records: Callable | None,
                    counters) -> None:
@@ -997,7 +1004,7 @@ def _read_schema(sv: _Salvager, schema: list[SchemaEntry]) -> None:
     def on_rows(pg, recs):
         _schema_rows_to_entries(recs, pg, "btree", schema, seen)
 
-    sv.walk_table(1, "schema", None, "sqlite_schema", on_rows, None)
+    sv.walk_table(1, "schema", _SCHEMA_CAND, "sqlite_schema", on_rows, None)
 
 
 def _setup_tables(sv, schema, shape_map, tables, indexes) -> None:
@@ -1062,7 +1069,7 @@ def _walk_all(sv: _Salvager, schema, tables, indexes) -> None:
             if t.out.without_rowid:
                 sv.walk_index(e.rootpage, "table:" + e.name, True, _add_wr_rows(t, "btree"), t.out)
             else:
-                sv.walk_table(e.rootpage, "table:" + e.name, t.cand.ncols, e.name,
+                sv.walk_table(e.rootpage, "table:" + e.name, t.cand, e.name,
                               _add_btree_rows(t, "btree"), t.out)
         elif e.type == "index" and e.name in indexes:
             roots_done.add(e.rootpage)
