@@ -1,0 +1,82 @@
+"""The pytest plugin as another project sees it: registered by the installed entry point
+(``pytest11``), its fixtures used from an outside test suite run in a fresh pytest process."""
+
+from __future__ import annotations
+
+from kanban_migrate.fixtures import shapes
+
+pytest_plugins = ["pytester"]
+
+OUTSIDE_TESTS = '''
+import sqlite3
+
+
+def count(path, table="tasks"):
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def test_the_plugin_comes_from_the_entry_point(request):
+    plugin = request.config.pluginmanager.get_plugin("kanban_migrate")
+    assert plugin is not None and plugin.__name__ == "kanban_migrate.pytest_plugin"
+
+
+def test_kanban_board_gives_distinct_files_in_tmp_path(kanban_board, tmp_path):
+    a = kanban_board(shape="v0", tasks=50, seed=1)
+    b = kanban_board(shape="v0", tasks=50, seed=1)
+    assert a != b and a.is_file() and b.is_file()
+    assert a.parent == tmp_path and b.parent == tmp_path
+    assert a.read_bytes() == b.read_bytes()  # deterministic for a shape, size and seed
+    assert count(a) == 50
+    conn = sqlite3.connect(a)
+    ids = [r[0] for r in conn.execute("SELECT id FROM tasks")]
+    cols = [r[1] for r in conn.execute("PRAGMA table_info(tasks)")]
+    conn.execute("DELETE FROM tasks")
+    conn.commit()
+    conn.close()
+    assert all(len(i) == 6 and i.startswith("t_") for i in ids)  # v0 ids: t_ + 4 hex digits
+    assert "branch_name" not in cols and len(cols) == 16  # the v0 tasks table
+    assert count(b) == 50  # each call is its own copy
+
+
+def test_named_board(kanban_board, tmp_path):
+    path = kanban_board(shape="v3-half", tasks=5, seed=2, name="kanban.db")
+    assert path == tmp_path / "kanban.db" and count(path) == 5
+
+
+def test_every_shape(legacy_board, legacy_board_shape, tmp_path):
+    assert legacy_board == tmp_path / "kanban.db"
+    assert count(legacy_board) == 200
+    with open(legacy_board, "rb") as fh:
+        assert fh.read(16) == b"SQLite format 3\\x00"
+    with open("shapes-seen.txt", "a") as fh:
+        fh.write(legacy_board_shape + "\\n")
+'''
+
+
+def run_outside(pytester, *args):
+    pytester.makepyfile(test_outside=OUTSIDE_TESTS)
+    # A fresh process: the plugin must come from the installed entry point, and nothing of this
+    # project's own pytest configuration (addopts --test-alembic, conftest.py) reaches it.
+    return pytester.runpytest_subprocess("-v", "-p", "no:cacheprovider", *args)
+
+
+def test_outside_project_uses_the_fixtures(pytester):
+    result = run_outside(pytester)
+    names = list(shapes())
+    result.assert_outcomes(passed=3 + len(names))
+    result.stdout.fnmatch_lines([f"*test_outside.py::test_every_shape[[]{n}[]] PASSED*" for n in names],
+                                consecutive=False)
+    result.stdout.fnmatch_lines(["*test_kanban_board_gives_distinct_files_in_tmp_path PASSED*"])
+    assert (pytester.path / "shapes-seen.txt").read_text().split() == names
+    assert "--test-alembic" not in result.stdout.str()
+
+
+def test_plugin_can_be_disabled(pytester):
+    result = run_outside(pytester, "-p", "no:kanban_migrate")
+    result.stdout.fnmatch_lines(["*fixture 'kanban_board' not found*", "*fixture 'legacy_board' not found*"],
+                                consecutive=False)
+    result.assert_outcomes(errors=3, failed=1)  # test_every_shape is no longer parametrized
