@@ -216,7 +216,7 @@ def _load(result, staging: Path, report: RecoverReport) -> None:
             names = (["rowid"] if use_rowid else []) + cols
             sql_ins = f"INSERT INTO {quote(name)} ({', '.join(quote(c) for c in names)}) VALUES ({', '.join('?' * len(names))})"
             for row in rows:
-                values = [row.values[i] for i in idx]
+                values = [_clean(row.values[i]) for i in idx]
                 if use_rowid:
                     values.insert(0, row.rowid)
                 try:
@@ -260,6 +260,17 @@ def _load(result, staging: Path, report: RecoverReport) -> None:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         conn.close()
+
+
+def _clean(value):
+    """Text read from damaged pages may not be valid UTF-8 (the reader keeps the bytes as
+    surrogate escapes): store it with U+FFFD for the bad bytes, so every tool can read it."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return value
 
 
 def _count(db: Path, table: str) -> int:
@@ -396,6 +407,7 @@ def recover(
                          time_limit=time_limit, shapes=known_shapes())
         report.pages_unreadable, report.timed_out = result.pages_unreadable, result.timed_out
         if dump is not None:
+            Path(dump).parent.mkdir(parents=True, exist_ok=True)
             with open(dump, "w", encoding="utf-8") as fp:
                 write_dump(result, fp)
             report.dump = str(dump)

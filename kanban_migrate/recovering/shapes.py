@@ -8,6 +8,7 @@ back). Values are checked against what the application writes (ids, statuses, ki
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from functools import lru_cache
@@ -20,9 +21,21 @@ KANBAN = ("tasks", "task_links", "task_comments", "task_events", "task_runs", "t
           "kanban_notify_subs")
 
 
+def _json_or_null(value) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        json.loads(value)
+    except ValueError:
+        return False
+    return True
+
+
 def _checks(table: str) -> dict:
     task_ref = {"tasks": "id"}.get(table, "task_id")
     checks: dict = {task_ref: TASK_ID} if table != "task_links" else {"parent_id": TASK_ID, "child_id": TASK_ID}
+    for column in head.JSON_COLUMNS.get(table, ()):
+        checks[column] = _json_or_null  # checks apply to non-NULL values
     if table == "tasks":
         checks.update(status=head.TASK_STATUSES, workspace_kind=head.WORKSPACE_KINDS)
     elif table == "task_runs":
@@ -63,7 +76,11 @@ def _layouts() -> dict[str, dict[tuple, tuple[str, str, int]]]:
 @lru_cache(maxsize=None)
 def known_shapes() -> dict[str, list[TableShape]]:
     """table name -> every layout it has had, newest (head) first."""
-    shapes: dict[str, list[TableShape]] = {}
+    autoinc = {t.name for t in head.metadata.tables.values() if t.dialect_kwargs.get("sqlite_autoincrement")}
+    shapes: dict[str, list[TableShape]] = {
+        "sqlite_sequence": [TableShape.from_sql("CREATE TABLE sqlite_sequence(name,seq)",
+                                                checks={"name": autoinc, "seq": int}, label="sqlite")],
+    }
     for table, layouts in _layouts().items():
         shapes[table] = [
             TableShape.from_sql(sql, checks=_checks(table), label=label,

@@ -1,0 +1,154 @@
+"""A seeded corruption generator for realistic boards: each function damages a board file in
+one of the ways boards break in the wild (or that forensic tools must survive)."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import struct
+from pathlib import Path
+
+
+def page_size(path: Path) -> int:
+    data = Path(path).read_bytes()[:100]
+    ps = struct.unpack(">H", data[16:18])[0]
+    return 65536 if ps == 1 else ps
+
+
+def _ro(path: Path) -> sqlite3.Connection:
+    """Read the main file only: never replays or checkpoints a -wal beside it."""
+    return sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+
+
+def root_of(path: Path, name: str) -> int:
+    c = _ro(path)
+    try:
+        return c.execute("SELECT rootpage FROM sqlite_master WHERE name=?", (name,)).fetchone()[0]
+    finally:
+        c.close()
+
+
+def _page(data: bytes, pgno: int, ps: int) -> bytes:
+    return data[(pgno - 1) * ps: pgno * ps]
+
+
+def btree_pages(path: Path, root: int) -> dict[int, int]:
+    """Every page of the b-tree at ``root``: {page number: page type}."""
+    data = Path(path).read_bytes()
+    ps = page_size(path)
+    out, todo = {}, [root]
+    while todo:
+        pg = todo.pop()
+        if pg in out or pg < 1 or pg * ps > len(data):
+            continue
+        page = _page(data, pg, ps)
+        off = 100 if pg == 1 else 0
+        kind = page[off]
+        out[pg] = kind
+        if kind in (0x02, 0x05):
+            ncells = struct.unpack(">H", page[off + 3: off + 5])[0]
+            todo.append(struct.unpack(">I", page[off + 8: off + 12])[0])
+            for i in range(ncells):
+                ptr = struct.unpack(">H", page[off + 12 + 2 * i: off + 14 + 2 * i])[0]
+                todo.append(struct.unpack(">I", page[ptr: ptr + 4])[0])
+    return out
+
+
+def overflow_pages(path: Path, table: str) -> list[int]:
+    """Pages that are neither b-tree pages of any table/index nor freelist: overflow pages."""
+    data = Path(path).read_bytes()
+    ps = page_size(path)
+    c = _ro(path)
+    roots = [r[0] for r in c.execute("SELECT rootpage FROM sqlite_master WHERE rootpage > 0")]
+    c.close()
+    tree = {1}
+    for r in roots:
+        tree |= set(btree_pages(path, r))
+    n = len(data) // ps
+    return [pg for pg in range(2, n + 1) if pg not in tree and _page(data, pg, ps)[:4] != b"\0\0\0\0"
+            or pg not in tree and pg > 1 and any(_page(data, pg, ps)[4:64])]
+
+
+def write_page(path: Path, pgno: int, content: bytes) -> None:
+    ps = page_size(path)
+    with open(path, "r+b") as fh:
+        fh.seek((pgno - 1) * ps)
+        fh.write(content[:ps].ljust(ps, b"\0"))
+
+
+def leaf_pages(path: Path, table: str) -> list[int]:
+    return sorted(p for p, k in btree_pages(path, root_of(path, table)).items() if k == 0x0D)
+
+
+def overwrite_leaf(path: Path, table: str, rng: random.Random) -> int:
+    pg = rng.choice(leaf_pages(path, table))
+    write_page(path, pg, rng.randbytes(page_size(path)))
+    return pg
+
+
+def zero_interior(path: Path, table: str, rng: random.Random) -> int:
+    root = root_of(path, table)
+    interiors = sorted(p for p, k in btree_pages(path, root).items() if k == 0x05 and p != root)
+    pg = rng.choice(interiors or [root])
+    write_page(path, pg, b"")
+    return pg
+
+
+def zero_root(path: Path, table: str, rng: random.Random) -> int:
+    pg = root_of(path, table)
+    write_page(path, pg, b"")
+    return pg
+
+
+def garble_index(path: Path, index: str, rng: random.Random) -> list[int]:
+    pages = sorted(btree_pages(path, root_of(path, index)))
+    for pg in pages:
+        write_page(path, pg, rng.randbytes(page_size(path)))
+    return pages
+
+
+def truncate_half(path: Path, rng: random.Random) -> int:
+    ps = page_size(path)
+    size = Path(path).stat().st_size
+    keep = (size // ps // 2) * ps
+    with open(path, "r+b") as fh:
+        fh.truncate(keep)
+    return keep
+
+
+def bit_flips(path: Path, rng: random.Random, flips: int = 60) -> list[int]:
+    data = bytearray(Path(path).read_bytes())
+    ps = page_size(path)
+    where = [rng.randrange(ps, len(data)) for _ in range(flips)]  # page 1 stays sound
+    for pos in where:
+        data[pos] ^= 1 << rng.randrange(8)
+    Path(path).write_bytes(bytes(data))
+    return where
+
+
+def break_overflow(path: Path, rng: random.Random, count: int = 3) -> list[int]:
+    pages = overflow_pages(path, "tasks")
+    chosen = rng.sample(pages, min(count, len(pages)))
+    for pg in chosen:
+        write_page(path, pg, rng.randbytes(page_size(path)))
+    return chosen
+
+
+def overwrite_header(path: Path, rng: random.Random) -> None:
+    with open(path, "r+b") as fh:
+        fh.write(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+
+
+def damage_schema_page(path: Path, rng: random.Random) -> None:
+    ps = page_size(path)
+    with open(path, "r+b") as fh:
+        fh.seek(100)
+        fh.write(rng.randbytes(ps - 100))
+
+
+def garbage_freelist_trunk(path: Path, rng: random.Random) -> int:
+    data = Path(path).read_bytes()
+    trunk = struct.unpack(">I", data[32:36])[0]
+    if trunk:
+        write_page(path, trunk, rng.randbytes(page_size(path)))
+    return trunk
