@@ -215,17 +215,24 @@ def _load(result, staging: Path, report: RecoverReport) -> None:
             use_rowid = t.rowid_alias is None and not t.without_rowid
             names = (["rowid"] if use_rowid else []) + cols
             sql_ins = f"INSERT INTO {quote(name)} ({', '.join(quote(c) for c in names)}) VALUES ({', '.join('?' * len(names))})"
-            for row in rows:
-                values = [_clean(row.values[i]) for i in idx]
-                if use_rowid:
-                    values.insert(0, row.rowid)
+            batch = 2000
+            for start in range(0, len(rows), batch):
+                chunk = rows[start:start + batch]
+                values = [([r.rowid] if use_rowid else []) + [_clean(r.values[i]) for i in idx] for r in chunk]
+                conn.execute("SAVEPOINT batch")
                 try:
-                    conn.execute(sql_ins, values)
-                except sqlite3.IntegrityError as exc:
-                    if use_rowid and "UNIQUE constraint failed" in str(exc) and "rowid" not in str(exc):
-                        pass
-                    tr.rejected += 1
-                    lost_rows.append((row.page, row.rowid, row.source, f"rejected by {name}: {exc}", name, row.values))
+                    conn.executemany(sql_ins, values)
+                    conn.execute("RELEASE batch")
+                    continue
+                except sqlite3.IntegrityError:
+                    conn.execute("ROLLBACK TO batch")
+                    conn.execute("RELEASE batch")
+                for row, vals in zip(chunk, values):  # one by one: keep what fits, keep the rest aside
+                    try:
+                        conn.execute(sql_ins, vals)
+                    except sqlite3.IntegrityError as exc:
+                        tr.rejected += 1
+                        lost_rows.append((row.page, row.rowid, row.source, f"rejected by {name}: {exc}", name, row.values))
             tr.recovered = conn.execute(f"SELECT COUNT(*) FROM {quote(name)}").fetchone()[0]
         for lost in result.lost_and_found:
             lost_rows.append((lost.page, lost.rowid, lost.source, lost.reason, lost.table, tuple(lost.values)))

@@ -8,7 +8,6 @@ back). Values are checked against what the application writes (ids, statuses, ki
 
 from __future__ import annotations
 
-import json
 import re
 import sqlite3
 from functools import lru_cache
@@ -21,11 +20,25 @@ KANBAN = ("tasks", "task_links", "task_comments", "task_events", "task_runs", "t
           "kanban_notify_subs")
 
 
-def _json_or_null(value) -> bool:
+def _looks_like_json(value) -> bool:
+    """A cheap test that a text value is JSON (an object, array, string, number or literal): it
+    only has to tell a JSON column from free text when matching orphan pages, on every record."""
     if not isinstance(value, str):
         return False
+    v = value.strip()
+    if not v:
+        return False
+    first, last = v[0], v[-1]
+    if first == "{":
+        return last == "}"
+    if first == "[":
+        return last == "]"
+    if first == '"':
+        return last == '"' and len(v) > 1
+    if v in ("true", "false", "null"):
+        return True
     try:
-        json.loads(value)
+        float(v)
     except ValueError:
         return False
     return True
@@ -35,7 +48,7 @@ def _checks(table: str) -> dict:
     task_ref = {"tasks": "id"}.get(table, "task_id")
     checks: dict = {task_ref: TASK_ID} if table != "task_links" else {"parent_id": TASK_ID, "child_id": TASK_ID}
     for column in head.JSON_COLUMNS.get(table, ()):
-        checks[column] = _json_or_null  # checks apply to non-NULL values
+        checks[column] = _looks_like_json  # checks apply to non-NULL values
     if table == "tasks":
         checks.update(status=head.TASK_STATUSES, workspace_kind=head.WORKSPACE_KINDS)
     elif table == "task_runs":
