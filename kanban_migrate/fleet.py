@@ -105,7 +105,7 @@ def _health_of_error(exc: KanbanMigrateError) -> str:
     return "not-a-board"
 
 
-def inspect(path: str | os.PathLike, *, check: bool = False,
+def inspect_file(path: str | os.PathLike, *, check: bool = False,
             busy_timeout: float = LIST_BUSY_TIMEOUT) -> tuple[int, str | None, str | None, str, str | None]:
     """``(size, shape, revision, health, detail)`` of one file, read-only.
 
@@ -215,13 +215,13 @@ def boards(home: str | os.PathLike | None = None, *, check: bool = False,
     by_path = {os.path.realpath(r.path): r for r in refs}
     out: list[BoardInfo] = []
     for ref in refs:
-        size, shape, revision, health, detail = inspect(ref.path, check=check, busy_timeout=busy_timeout)
+        size, shape, revision, health, detail = inspect_file(ref.path, check=check, busy_timeout=busy_timeout)
         out.append(BoardInfo(ref.kind, ref.name, str(ref.path), size, shape, revision, health, detail))
     for path in _home_backups(refs, home):
         owner, state, _digest = _backup_state(path) or (path, "unknown", "")
         ref = by_path.get(os.path.realpath(owner))
         name = ref.name if ref else _owner_name(owner, root)
-        size, shape, revision, health, detail = inspect(path, check=check, busy_timeout=busy_timeout)
+        size, shape, revision, health, detail = inspect_file(path, check=check, busy_timeout=busy_timeout)
         out.append(BoardInfo("backup", name, str(path), size, shape, revision, health, detail,
                              board=str(owner), state=state))
     return out

@@ -13,7 +13,6 @@ quarantine backups, and two damaged boards:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -230,7 +229,7 @@ def test_boards_plain_text_when_piped(home):
     assert row.split()[:2] == ["archived", "old-03-1777000300"] and " damaged " in row
 
 
-def test_boards_rich_table_on_a_terminal(home, capsys):
+def test_boards_rich_table_on_a_terminal(home):
     home, _ = home
     items = fleet.boards(home)
     import io
