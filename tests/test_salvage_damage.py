@@ -635,3 +635,96 @@ def test_create_table_parser():
     assert td.without_rowid and td.record_order() == [2, 0, 1]
     td = parse_create_table("CREATE TABLE x(id INTEGER, v, PRIMARY KEY(id))")
     assert td.rowid_alias == 0
+
+
+# --------------------------------------------------------------------------- more behaviour
+
+def test_time_limit_is_reported(board):
+    res = salvage(board["path"], time_limit=0)
+    assert res.timed_out
+    assert any("time limit" in p for p in res.problems)
+    _check(res, board["truth"])        # what it did read is still right
+
+
+def test_unopenable_path_raises(tmp_path):
+    with pytest.raises(OSError):
+        salvage(tmp_path / "missing.db")
+    empty = tmp_path / "kanban.db"
+    empty.write_bytes(b"")             # zero-byte placeholder board (#94106)
+    res = salvage(empty)
+    assert res.tables == {} and res.header is None and res.pages_total == 0
+
+
+def test_deleted_rows_only_with_include_freelist(tmp_path):
+    """secure_delete OFF (early boards): deleted rows survive on freelist pages and in
+    freeblocks. They never come back by default; with include_freelist they come back
+    marked, and each one is a row the table really held."""
+    path = tmp_path / "old.db"
+    con = sqlite3.connect(path, isolation_level=None)
+    con.execute(f"PRAGMA page_size={PAGE}")
+    con.execute("PRAGMA secure_delete=OFF")
+    con.execute(EVENTS_SQL)
+    rng = random.Random(4)
+    con.execute("BEGIN")
+    for i in range(1500):
+        con.execute("INSERT INTO task_events(task_id, run_id, kind, payload, created_at) VALUES (?,?,?,?,?)",
+                    ("t_%08x" % rng.getrandbits(32), None, rng.choice(KINDS), '{"i": %d}' % i, 1_700_000_000 + i))
+    con.execute("COMMIT")
+    before = _truth_of(path, "task_events")
+    con.execute("DELETE FROM task_events WHERE id BETWEEN 200 AND 700")      # whole leaves freed
+    con.execute("DELETE FROM task_events WHERE id % 10 = 3")                # freeblocks in live leaves
+    con.close()
+    after = _truth_of(path, "task_events")
+    res = salvage(path)
+    assert {r.rowid for r in res.tables["task_events"].rows} == set(after)
+    res = salvage(path, include_freelist=True)
+    rows = res.tables["task_events"].rows
+    live = [r for r in rows if r.source == "btree"]
+    extra = [r for r in rows if r.source != "btree"]
+    assert {r.rowid: r.values for r in live} == after
+    assert {r.source for r in extra} <= {"freelist", "freeblock"}
+    old_values = set(before.values())
+    for r in extra:
+        if r.rowid is not None:
+            assert r.rowid not in after and before[r.rowid] == r.values
+        else:                                  # carved from a freeblock: rowid unknown
+            assert r.values[1:] in {v[1:] for v in old_values}
+    deleted = len(before) - len(after)
+    assert len(extra) >= deleted * 0.5, f"only {len(extra)} of {deleted} deleted rows found"
+
+
+def _truth_of(path, table):
+    con = sqlite3.connect(path)
+    out = {r[0]: tuple(r[1:]) for r in con.execute(f"SELECT rowid, * FROM {table}")}
+    con.close()
+    return out
+
+
+@pytest.mark.parametrize("auto_vacuum", ["NONE", "FULL"])
+def test_same_shape_tables_use_structure(tmp_path, auto_vacuum):
+    """Two tables of identical shape: when a non-root interior page is zeroed, its leaves
+    can only be told apart by b-tree structure (the rowid range behind the broken pointer,
+    or the pointer map in auto-vacuum files). Floor 100%, every row in its own table."""
+    path = tmp_path / "twins.db"
+    con = sqlite3.connect(path, isolation_level=None)
+    con.execute(f"PRAGMA page_size={PAGE}")
+    con.execute(f"PRAGMA auto_vacuum={auto_vacuum}")
+    con.execute(EVENTS_SQL)
+    con.execute(EVENTS_SQL.replace("task_events", "task_events_archive"))
+    rng = random.Random(8)
+    con.execute("BEGIN")
+    for i in range(3000):
+        for t in ("task_events", "task_events_archive"):
+            con.execute(f"INSERT INTO {t}(task_id, run_id, kind, payload, created_at) VALUES (?,?,?,?,?)",
+                        ("t_%08x" % rng.getrandbits(32), None, rng.choice(KINDS), '{"i": %d}' % i, i))
+    con.execute("COMMIT")
+    pages = con.execute("SELECT path, pageno FROM dbstat WHERE name='task_events' AND pagetype='internal'").fetchall()
+    con.close()
+    truth = {t: _truth_of(path, t) for t in ("task_events", "task_events_archive")}
+    victim = next(p for pth, p in pages if pth != "/")
+    _zero(path, victim)
+    res = salvage(path)
+    got = _check(res, truth)
+    assert got == {k: len(v) for k, v in truth.items()}
+    assert res.tables["task_events"].orphan_rows > 0
+    assert res.tables["task_events_archive"].orphan_rows == 0

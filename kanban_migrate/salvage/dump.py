@@ -26,11 +26,9 @@ def sql_literal(v) -> str:
     if v is None:
         return "NULL"
     t = type(v)
-    if t is int:
-        if v == _MIN_INT:
-            return "(-9223372036854775807-1)"
-        return str(v)
     if t is str:
+        if v.isascii() and "\x00" not in v and "\r" not in v:
+            return "'" + v.replace("'", "''") + "'"
         try:
             v.encode("utf-8")
         except UnicodeEncodeError:
@@ -53,6 +51,10 @@ def sql_literal(v) -> str:
                     parts.append("'" + piece.replace("'", "''") + "'")
             return "(" + "||".join(parts) + ")"
         return "'" + v.replace("'", "''") + "'"
+    if t is int:
+        if v == _MIN_INT:
+            return "(-9223372036854775807-1)"
+        return str(v)
     if t is float:
         if math.isnan(v):
             return "NULL"
@@ -236,6 +238,7 @@ def _write_rows(w, name: str, t, td: TableDef | None, index_entries, lost: list,
             if None not in cols:
                 key_sets.append(cols)
     seen_keys = [set() for _ in key_sets]
+    all_cols = insertable == list(range(n))
     without_rowid = t.without_rowid
     diverted = 0
     lit = sql_literal
@@ -273,9 +276,11 @@ def _write_rows(w, name: str, t, td: TableDef | None, index_entries, lost: list,
             diverted += 1
             continue
         if row.rowid is not None and rowid_name:
-            out.append(prefix_rowid + lit(row.rowid) + "," + ",".join([lit(vals[i]) for i in insertable]) + ");\n")
+            out.append(prefix_rowid + lit(row.rowid) + "," +
+                       ",".join(map(lit, vals if all_cols else [vals[i] for i in insertable])) + ");\n")
         else:
-            out.append(prefix_norowid + ",".join([lit(vals[i]) for i in insertable]) + ");\n")
+            out.append(prefix_norowid +
+                       ",".join(map(lit, vals if all_cols else [vals[i] for i in insertable])) + ");\n")
         if len(out) >= 2048:
             w("".join(out))
             out.clear()
