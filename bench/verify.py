@@ -55,7 +55,6 @@ def build(tasks: int, seed: int = 1) -> Path:
     import sqlite3
 
     conn = sqlite3.connect(tmp)
-    heal(conn)
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     for suffix in ("-wal", "-shm"):
@@ -64,26 +63,6 @@ def build(tasks: int, seed: int = 1) -> Path:
             p.unlink()
     tmp.rename(path)
     return path
-
-
-def heal(conn) -> None:
-    """Make the fixture a healthy board: ``fixtures.populate`` fills ``tasks.current_run_id`` of
-    tasks without a run with random numbers (the "extra column" filler), and a board already shaped
-    like head is stamped without the data fix that gives running tasks a run (spec section 5);
-    ``verify`` rightly reports both, and the benchmark measures a healthy board."""
-    with conn:
-        conn.execute(
-            "INSERT INTO task_runs (task_id, profile, status, started_at) SELECT id, assignee, 'running', "
-            "coalesce(started_at, created_at) FROM tasks WHERE status = 'running' AND current_run_id IS NULL"
-        )
-        conn.execute(
-            "UPDATE tasks SET current_run_id = (SELECT max(r.id) FROM task_runs r WHERE r.task_id = tasks.id) "
-            "WHERE status = 'running' AND current_run_id IS NULL"
-        )
-        conn.execute(
-            "UPDATE tasks SET current_run_id = NULL WHERE current_run_id IS NOT NULL AND NOT EXISTS "
-            "(SELECT 1 FROM task_runs r WHERE r.id = tasks.current_run_id AND r.task_id = tasks.id)"
-        )
 
 
 def _upgrade(path: Path) -> None:
