@@ -81,7 +81,7 @@ def _summary(r: VerifyReport) -> str:
 
 def _message(f) -> str:
     msg = f.message
-    if f.examples and f.count:
+    if f.examples and f.count and f.check != "schema":  # schema messages name them already
         msg += "  e.g. " + ", ".join(map(str, f.examples[:3]))
     return msg
 
