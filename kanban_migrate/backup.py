@@ -43,7 +43,8 @@ def sha256_file(path: Path, *, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable."""
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:
@@ -76,7 +77,7 @@ def backup_board(source: sqlite3.Connection, board: Path, *, keep: int = KEEP) -
             os.utime(final)  # the same state again: it is the newest backup now
         else:
             os.replace(tmp, final)
-            _fsync_dir(board.parent)
+            fsync_dir(board.parent)
     finally:
         if tmp.exists():
             tmp.unlink()

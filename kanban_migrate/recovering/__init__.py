@@ -17,7 +17,6 @@ changes apply), verify it, and swap it in, keeping the original as
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -26,6 +25,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..backup import fsync_dir, sha256_file
 from ..board import DEFAULT_BUSY_TIMEOUT, MAGIC, sidecar
 from ..errors import BoardBusy, ExitCode, MissingBoard, NotABoard, Refused, UsageError
 from ..schema import quote
@@ -110,25 +110,6 @@ class RecoverReport:
         return out
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
-
-
 def _check_input(path: Path, shown: str) -> None:
     if not path.exists():
         raise MissingBoard("no such file", "check the path", path=shown)
@@ -150,7 +131,7 @@ def forensic_copy(board: Path, workdir: Path) -> dict:
         if src.is_file():
             dest = workdir / ("board.db" + suffix)
             shutil.copyfile(src, dest)
-            manifest["files"][src.name] = {"copy": dest.name, "sha256": _sha256(dest), "size": dest.stat().st_size}
+            manifest["files"][src.name] = {"copy": dest.name, "sha256": sha256_file(dest), "size": dest.stat().st_size}
     (workdir / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return manifest
 
@@ -313,7 +294,7 @@ def _swap(board: Path, rebuilt: Path, report: RecoverReport) -> None:
     """Move the original (and its -wal/-shm) aside, content-addressed, and the rebuilt board in."""
     from ..backup import prune
 
-    digest = _sha256(board)[:16]
+    digest = sha256_file(board)[:16]
     aside = board.with_name(f"{board.name}.corrupt.{digest}.bak")
     for suffix in ("-wal", "-shm"):
         src = sidecar(board, suffix)
@@ -324,7 +305,7 @@ def _swap(board: Path, rebuilt: Path, report: RecoverReport) -> None:
     else:
         os.replace(board, aside)
     os.replace(rebuilt, board)
-    _fsync_dir(board.parent)
+    fsync_dir(board.parent)
     report.original = str(aside)
     report.output = str(board)
     prune(board, keep=QUARANTINE_KEEP, kind="corrupt")
