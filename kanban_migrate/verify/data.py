@@ -232,21 +232,24 @@ def plan(board: Schema) -> Plan:
 
 # ---- the referential checks ----------------------------------------------------------------------
 def orphans(conn: sqlite3.Connection, board: Schema, table: str, column: str) -> list[Finding]:
-    """Rows of ``table`` whose task does not exist. Grouped by task first (an index on the task
-    column makes that a pass over the index), then each distinct task is looked up once."""
+    """Rows of ``table`` whose task does not exist. The distinct task ids come first (an index on
+    the task column makes that one pass over the index), each is looked up once, and only the
+    missing ones are counted."""
     c = quote(column)
-    sql = (f"SELECT g.tid, g.n FROM (SELECT {c} AS tid, count(*) AS n FROM {quote(table)} GROUP BY {c}) AS g "
+    t = quote(table)
+    sql = (f"SELECT g.tid FROM (SELECT DISTINCT {c} AS tid FROM {t}) AS g "
            f"WHERE NOT EXISTS (SELECT 1 FROM tasks WHERE tasks.id = g.tid)")
     missing = Examples()
     try:
-        for tid, n in conn.execute(sql):
+        for (tid,) in conn.execute(sql):
+            (n,) = conn.execute(f"SELECT count(*) FROM {t} WHERE {c} IS ?", (tid,)).fetchone()
             missing.add(tid, n)
         if not missing:
             return []
         key = _key(board, table)
         marks = ", ".join("?" * len(missing.examples))
         examples = [r[0] for r in conn.execute(
-            f"SELECT {key} FROM {quote(table)} WHERE {c} IN ({marks}) LIMIT 5", missing.examples)]
+            f"SELECT {key} FROM {t} WHERE {c} IN ({marks}) LIMIT 5", missing.examples)]
     except sqlite3.Error as exc:
         return [_stopped(table, exc)]
     what = {"parent_id": " (parent)", "child_id": " (child)"}.get(column, "")
