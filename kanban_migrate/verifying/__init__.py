@@ -1,6 +1,6 @@
 """``verify``: inspect a board without changing it and report findings.
 
-    >>> from kanban_migrate.verify import verify
+    >>> from kanban_migrate.verifying import verify
     >>> report = verify("kanban.db")                     # doctest: +SKIP
     >>> report.ok, [(f.check, f.severity, f.message) for f in report.findings]  # doctest: +SKIP
 
@@ -23,10 +23,8 @@ import os
 import queue
 import shutil
 import sqlite3
-import sys
 import tempfile
 import threading
-import types
 
 from ..board import DEFAULT_BUSY_TIMEOUT
 from ..errors import MissingBoard
@@ -181,14 +179,3 @@ def _work(conn: sqlite3.Connection, work: queue.Queue, results: dict) -> None:
         except Exception as exc:  # noqa: BLE001
             results[i] = [Finding("data", "error", f"{job.name} stopped: {type(exc).__name__}: {exc}")]
 
-
-class _CallableModule(types.ModuleType):
-    """``kanban_migrate.verify`` is both this package and, lazily, the function: once the package
-    is imported, the attribute on ``kanban_migrate`` is the package, so calling it calls
-    :func:`verify`."""
-
-    def __call__(self, *args, **kwargs) -> VerifyReport:
-        return verify(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
