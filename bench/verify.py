@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import shutil
 import statistics
 import subprocess
 import sys
@@ -102,7 +101,7 @@ def _time(cmd: list[str]) -> float:
 
 def _verify_cmd(path: Path, *extra: str) -> list[str]:
     code = (
-        "import sys;from kanban_migrate.verify.cli import verify_command;"
+        "import sys;from kanban_migrate.verifying.cli import verify_command;"
         "verify_command.main(sys.argv[1:], prog_name='kanban-migrate verify')"
     )
     return [sys.executable, "-c", code, *extra, str(path)]

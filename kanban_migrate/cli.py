@@ -16,7 +16,7 @@ import json
 import os
 import sys
 
-from .errors import ExitCode, KanbanMigrateError
+from .errors import KanbanMigrateError
 
 INTERNAL_ERROR = 70
 _FAST_FLAGS = {"--quiet", "-q", "--all", "--no-backup", "--check", "--json"}

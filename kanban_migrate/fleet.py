@@ -437,9 +437,8 @@ def _build_commands() -> dict:
             items = backups_of(db, kind="board", name=Path(db).parent.name)
         else:
             items = home_backups(home)
-        removed: list[Path] = []
         if keep is not None:
-            removed = prune_backups(items, keep)
+            prune_backups(items, keep)
         if as_json:
             click.echo(json.dumps([b.to_dict() for b in items], indent=2, ensure_ascii=False))
             return

@@ -20,7 +20,6 @@ from pathlib import Path
 
 from . import board as _board
 from .errors import (
-    BoardBusy,
     CorruptBoard,
     ExitCode,
     KanbanMigrateError,

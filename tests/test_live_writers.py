@@ -5,7 +5,6 @@ passes integrity_check."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import subprocess
 import sys

@@ -13,8 +13,7 @@ import time
 import pytest
 
 from conftest import pragma_rows, rows, tables
-from kanban_migrate import fixtures, head, ops, schema
-from kanban_migrate.errors import KanbanMigrateError
+from kanban_migrate import head, ops, schema
 from kanban_migrate.upgrading import upgrade
 
 

@@ -11,8 +11,8 @@ import pytest
 
 from kanban_migrate import fixtures, head
 from kanban_migrate.errors import MissingBoard
-from kanban_migrate.verify import Finding, VerifyReport, verify
-from kanban_migrate.verify.checks import classify, result_lines
+from kanban_migrate.verifying import Finding, VerifyReport, verify
+from kanban_migrate.verifying.checks import classify, result_lines
 from test_verify_support import digest, findings, listing, make_board, plant, query
 
 
@@ -548,8 +548,10 @@ def test_ok_means_no_error_and_no_warning():
         Finding("file", "fatal", "no such severity")
 
 
-def test_package_is_callable_as_the_function(tmp_path):
-    import kanban_migrate.verify as pkg
+def test_top_level_api_is_the_function(tmp_path):
+    import kanban_migrate
+    import kanban_migrate.verifying  # noqa: F401  (importing the package must not shadow the function)
 
     path = make_board(tmp_path)
-    assert pkg(path).ok
+    assert kanban_migrate.verify(path).ok
+    assert kanban_migrate.verify is kanban_migrate.verifying.verify

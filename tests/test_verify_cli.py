@@ -7,8 +7,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from kanban_migrate.verify.cli import render, verify_command
-from kanban_migrate.verify import verify
+from kanban_migrate.verifying.cli import render, verify_command
+from kanban_migrate.verifying import verify
 from test_verify_support import make_board, plant
 
 

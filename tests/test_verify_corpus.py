@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kanban_migrate.verify import verify
+from kanban_migrate.verifying import verify
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared/corpora/sqlite-forensic-corpus-v2.0"
 pytestmark = pytest.mark.skipif(not CORPUS.is_dir(), reason=f"SQLite Forensic Corpus not found at {CORPUS}")

@@ -138,7 +138,7 @@ def forensic_copy(board: Path, workdir: Path) -> dict:
 
 def _integrity_lines(path: Path) -> tuple[list[str] | None, str | None, tuple | None]:
     """Checkpoint the copy at ``path`` and run integrity_check: (problem lines, error, checkpoint)."""
-    from ..verify.checks import result_lines
+    from ..verifying.checks import result_lines
 
     try:
         conn = sqlite3.connect(str(path), isolation_level=None)
@@ -155,7 +155,7 @@ def _integrity_lines(path: Path) -> tuple[list[str] | None, str | None, tuple | 
 
 
 def _index_only(lines: list[str]) -> bool:
-    from ..verify.checks import _INDEX_ONLY
+    from ..verifying.checks import _INDEX_ONLY
 
     return bool(lines) and all(_INDEX_ONLY.match(line) for line in lines)
 
@@ -432,7 +432,7 @@ def recover(
 
 def _verify_rebuilt(db: Path, shown: str, report: RecoverReport) -> None:
     """No integrity or schema error, or nothing is swapped."""
-    from ..verify import verify
+    from ..verifying import verify
 
     checked = verify(db, full=True)
     bad = [f for f in checked.findings if f.severity == "error" and f.check in ("integrity", "schema")]

@@ -17,7 +17,7 @@ from .model import SEVERITIES, VerifyReport
 
 
 def _usage(message: str) -> None:
-    click.echo(f"kanban-migrate verify: {message}", err=True)
+    click.echo(f"kanban-migrate: {message}", err=True)
     sys.exit(int(ExitCode.USAGE))
 
 
@@ -60,7 +60,7 @@ def verify_command(dbs, as_json, full, include_all, home, busy_timeout):
             reports.append(verify(p, full=full, busy_timeout=busy_timeout))
         except KanbanMigrateError as exc:
             # Only a missing path reaches here; everything else is a finding.
-            click.echo(f"kanban-migrate verify: {exc.line()}", err=True)
+            click.echo(f"kanban-migrate: {exc.line()}", err=True)
             sys.exit(int(exc.code))
     if as_json:
         payload = reports[0].to_dict() if len(reports) == 1 else [r.to_dict() for r in reports]

@@ -1,0 +1,163 @@
+"""Bad input across every command (upgrade, verify, recover): one table drives the matrix.
+
+Each cell: the documented exit code; on a refusal, exactly one line on stderr (reason and hint)
+and no traceback; the input byte-for-byte unchanged (recover runs with --output, so the source
+must stay as it was even when it recovers). Paths with spaces and non-ASCII characters and
+symlinks to boards work (the link stays a link)."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import corruption as C
+from conftest import dir_state
+from kanban_migrate.upgrading import upgrade
+
+
+def _write(d: Path, data: bytes) -> Path:
+    p = d / "kanban.db"
+    p.write_bytes(data)
+    return p
+
+
+def not_a_database(d, cache):
+    return _write(d, b"not a database, just words\n" * 100)
+
+
+def random_bytes(d, cache):
+    return _write(d, random.Random(1).randbytes(32 * 1024))
+
+
+def text_file(d, cache):
+    return _write(d, "# notes\nthe board lives elsewhere\n".encode() * 40)
+
+
+def header_overwritten(d, cache):
+    p = d / "kanban.db"
+    shutil.copyfile(cache("v2b", 80, 1), p)
+    C.overwrite_header(p, random.Random(1))
+    return p
+
+
+def magic_only(d, cache):
+    return _write(d, b"SQLite format 3\x00" + b"\x00" * 20)
+
+
+def other_application(d, cache):
+    p = d / "kanban.db"
+    c = sqlite3.connect(p)
+    c.execute("CREATE TABLE moz_bookmarks (id INTEGER PRIMARY KEY, title TEXT)")
+    c.execute("INSERT INTO moz_bookmarks (title) VALUES ('x')")
+    c.commit()
+    c.close()
+    return p
+
+
+def directory(d, cache):
+    p = d / "kanban.db"
+    p.mkdir()
+    return p
+
+
+def missing(d, cache):
+    return d / "no-such-folder" / "kanban.db"
+
+
+def newer_revision(d, cache):
+    p = d / "kanban.db"
+    shutil.copyfile(cache("v7", 80, 1), p)
+    upgrade(p, backup=False)
+    c = sqlite3.connect(p)
+    c.execute("UPDATE alembic_version SET version_num = 'v42'")
+    c.commit()
+    c.close()
+    return p
+
+
+def corrupt(d, cache):
+    p = d / "kanban.db"
+    shutil.copyfile(cache("v2b", 300, 1), p)
+    C.overwrite_leaf(p, "task_events", random.Random(1))
+    return p
+
+
+def truncated_half(d, cache):
+    p = d / "kanban.db"
+    shutil.copyfile(cache("v2b", 300, 1), p)
+    C.truncate_half(p, random.Random(1))
+    return p
+
+
+def spaces_non_ascii(d, cache):
+    folder = d / "mes tâches ✓"
+    folder.mkdir()
+    p = folder / "tableau kanban ü.db"
+    shutil.copyfile(cache("v1", 80, 1), p)
+    return p
+
+
+def symlink(d, cache):
+    target = d / "real" / "kanban.db"
+    target.parent.mkdir()
+    shutil.copyfile(cache("v1", 80, 1), target)
+    link = d / "kanban.db"
+    link.symlink_to(target)
+    return link
+
+
+# input: (build, {command: expected exit code or a set of them})
+MATRIX = {
+    "not-a-database": (not_a_database, {"upgrade": 3, "verify": 1, "recover": 3}),
+    "random-bytes": (random_bytes, {"upgrade": 3, "verify": 1, "recover": 3}),
+    "text-file": (text_file, {"upgrade": 3, "verify": 1, "recover": 3}),
+    "header-overwritten": (header_overwritten, {"upgrade": 3, "verify": 1, "recover": {0, 1}}),
+    "magic-only-36-bytes": (magic_only, {"upgrade": 3, "verify": 1, "recover": 3}),
+    "other-application": (other_application, {"upgrade": 3, "verify": 1, "recover": 0}),
+    "directory": (directory, {"upgrade": 3, "verify": 1, "recover": 3}),
+    "missing": (missing, {"upgrade": 2, "verify": 2, "recover": 2}),
+    "newer-revision": (newer_revision, {"upgrade": 3, "verify": 1, "recover": 0}),
+    "corrupt": (corrupt, {"upgrade": 3, "verify": 1, "recover": {0, 1}}),
+    "truncated-half": (truncated_half, {"upgrade": 3, "verify": 1, "recover": {0, 1}}),
+    "spaces-non-ascii": (spaces_non_ascii, {"upgrade": 0, "verify": 1, "recover": 0}),
+    "symlink": (symlink, {"upgrade": 0, "verify": 1, "recover": 0}),
+}
+WRITES = {("upgrade", "spaces-non-ascii"), ("upgrade", "symlink")}  # these succeed: the board changes
+
+
+@pytest.mark.parametrize("command", ["upgrade", "verify", "recover"])
+@pytest.mark.parametrize("case", list(MATRIX))
+def test_bad_input(case, command, tmp_path, board_cache):
+    build, expected = MATRIX[case]
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    path = build(inputs, board_cache)
+    before = dir_state(inputs)
+    was_link = path.is_symlink()
+    args = [command, str(path)]
+    if command == "recover":
+        args += ["--output", str(tmp_path / "out" / "recovered.db")]
+    proc = subprocess.run([sys.executable, "-m", "kanban_migrate", *args], capture_output=True, text=True,
+                          timeout=300, env={k: v for k, v in os.environ.items() if not k.startswith("HERMES")})
+    want = expected[command]
+    want = want if isinstance(want, set) else {want}
+    assert proc.returncode in want, (proc.returncode, proc.stdout[-2000:], proc.stderr)
+    assert "Traceback" not in proc.stderr + proc.stdout
+    if proc.returncode in (2, 3, 4):
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("kanban-migrate: "), proc.stderr
+        assert "(" in lines[0], "a refusal says what to do"
+    if (command, case) in WRITES:
+        assert path.is_symlink() == was_link  # a link stays a link; the target was upgraded
+        assert upgrade(path).status == "current"
+    else:
+        assert dir_state(inputs) == before
+    if case == "missing":
+        assert not path.exists() and not path.parent.exists()
