@@ -22,6 +22,10 @@ from conftest import dir_state
 from kanban_migrate.upgrading import upgrade
 
 
+def empty_file(d, cache):
+    return _write(d, b"")
+
+
 def _write(d: Path, data: bytes) -> Path:
     p = d / "kanban.db"
     p.write_bytes(data)
@@ -123,6 +127,7 @@ MATRIX = {
     "other-application": (other_application, {"upgrade": 3, "verify": 1, "recover": 0}),
     "directory": (directory, {"upgrade": 3, "verify": 1, "recover": 3}),
     "missing": (missing, {"upgrade": 2, "verify": 2, "recover": 2}),
+    "zero-bytes": (empty_file, {"upgrade": 3, "verify": 1, "recover": 3}),
     "newer-revision": (newer_revision, {"upgrade": 3, "verify": 1, "recover": 0}),
     "corrupt": (corrupt, {"upgrade": 3, "verify": 1, "recover": {0, 1}}),
     "truncated-half": (truncated_half, {"upgrade": 3, "verify": 1, "recover": {0, 1}}),
@@ -130,6 +135,14 @@ MATRIX = {
     "symlink": (symlink, {"upgrade": 0, "verify": 1, "recover": 0}),
 }
 WRITES = {("upgrade", "spaces-non-ascii"), ("upgrade", "symlink")}  # these succeed: the board changes
+# what upgrade's one line says (its reason), per input
+UPGRADE_SAYS = {
+    "not-a-database": "not a SQLite database", "random-bytes": "not a SQLite database",
+    "text-file": "not a SQLite database", "header-overwritten": "not a SQLite database",
+    "magic-only-36-bytes": "truncated", "other-application": "not a kanban board",
+    "directory": "is a directory", "missing": "no such file", "newer-revision": "does not know",
+    "corrupt": "recover", "truncated-half": "recover", "zero-bytes": "--create",
+}
 
 
 @pytest.mark.parametrize("command", ["upgrade", "verify", "recover"])
@@ -154,6 +167,8 @@ def test_bad_input(case, command, tmp_path, board_cache):
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("kanban-migrate: "), proc.stderr
         assert "(" in lines[0], "a refusal says what to do"
+        if command == "upgrade":
+            assert UPGRADE_SAYS[case] in lines[0]
     if (command, case) in WRITES:
         assert path.is_symlink() == was_link  # a link stays a link; the target was upgraded
         assert upgrade(path).status == "current"
