@@ -78,3 +78,31 @@ def test_upgrade_interleaves_with_live_writers(tmp_path, board_cache):
     assert schema.at_head(schema.snapshot(conn), head.expected())
     conn.close()
     assert pragma_rows(path, "integrity_check") == [("ok",)]
+
+
+def test_verify_never_holds_up_a_writer(tmp_path, board_cache):
+    """verify reads in read transactions only: on a WAL board a writer with a short busy timeout
+    commits throughout a verify of a large board."""
+    import shutil
+    import threading
+
+    from kanban_migrate.verifying import verify
+
+    path = tmp_path / "kanban.db"
+    shutil.copyfile(board_cache("v7", 8000, 12), path)
+    upgrade(path, backup=False)
+    conn = sqlite3.connect(path, timeout=1.0, isolation_level=None)
+    conn.execute("PRAGMA busy_timeout=1000")
+    result = {}
+    t = threading.Thread(target=lambda: result.setdefault("report", verify(path, full=True)))
+    t.start()
+    commits = 0
+    while t.is_alive() or commits < 5:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO task_events (task_id, kind, created_at) VALUES ('t_00000000', 'created', 1)")
+        conn.execute("COMMIT")
+        commits += 1
+    t.join()
+    conn.close()
+    assert commits >= 5
+    assert result["report"] is not None
