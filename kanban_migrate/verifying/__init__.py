@@ -13,8 +13,10 @@ The board is opened read-only and never written: no checkpoint, no ``-wal``/``-s
 (see :func:`checks.open_uri`). A damaged or foreign file is a board with findings, never an
 exception; only a path that does not exist raises :class:`~kanban_migrate.errors.MissingBoard`.
 
-Two connections work at once: one runs the integrity pragma while the other reads the schema and
-starts on the data checks; whichever is free takes the next data check.
+Several connections work at once: one runs the integrity pragma while the main thread reads and
+compares the schema and another connection starts on the data checks (SQLite releases the GIL while
+a query runs); whichever is free takes the next data job. Big tables are cut into rowid ranges so
+that the work ends at about the same time on every core.
 """
 
 from __future__ import annotations
@@ -80,6 +82,11 @@ def _inspect(facts: checks.FileFacts, report: VerifyReport, *, full: bool, busy_
             shutil.rmtree(tmpdir, ignore_errors=True)
 
 
+#: Threads that take data jobs besides the integrity thread (which takes them once its PRAGMA is
+#: done) and the main thread (once the schema is checked).
+DATA_THREADS = 1
+
+
 def _run(facts: checks.FileFacts, report: VerifyReport, uri: str, *, full: bool, busy_timeout: float) -> None:
     from ..schema import snapshot
     from . import data
@@ -89,6 +96,11 @@ def _run(facts: checks.FileFacts, report: VerifyReport, uri: str, *, full: bool,
     except sqlite3.Error as exc:
         report.findings.append(checks.sqlite_error("integrity", exc, "cannot open the board"))
         return
+    threads: list[threading.Thread] = []
+    work: queue.Queue = queue.Queue()
+    integrity: list[Finding] = []
+    units: list = []
+    fk_units: list = []
     try:
         checks.use_mmap(conn, facts.size)
         try:
@@ -97,54 +109,60 @@ def _run(facts: checks.FileFacts, report: VerifyReport, uri: str, *, full: bool,
             report.findings.append(checks.sqlite_error("integrity", exc, "cannot read the schema"))
             return
 
-        work: queue.Queue = queue.Queue()
-        results: dict[int, list[Finding]] = {}
-        integrity: list[Finding] = []
+        # The integrity PRAGMA is the longest single task: it starts first, on its own connection.
         helper = threading.Thread(target=_integrity_worker,
-                                  args=(uri, busy_timeout, facts.size, full, integrity, work, results),
+                                  args=(uri, busy_timeout, facts.size, full, integrity, work),
                                   name="verify-integrity", daemon=True)
         helper.start()
+        threads.append(helper)
 
         from ..fingerprint import fingerprint
 
-        fp = fingerprint(board)
+        fp = fingerprint(board)  # imports head (SQLAlchemy) while the PRAGMA runs
         report.shape = str(fp) if fp.is_kanban else fp.shape
+        jobs: list[data.Job] = []
+        if fp.is_kanban:
+            p = data.plan(board, conn)
+            jobs, units = p.jobs, p.units
+        for table, t in board.tables.items():
+            if t.foreign_keys:
+                unit = data.Call(f"foreign keys {table}", lambda c, tb=table: checks.check_foreign_keys(c, tb),
+                                 check="integrity", table=table)
+                fk_units.append(unit)
+                jobs.append(unit.job(1))
+        for job in jobs:
+            work.put(job)
+        for _ in range(DATA_THREADS + 2):
+            work.put(None)
+        for i in range(DATA_THREADS if len(jobs) > 1 else 0):
+            th = threading.Thread(target=_data_worker, args=(uri, busy_timeout, facts.size, work),
+                                  name=f"verify-data-{i}", daemon=True)
+            th.start()
+            threads.append(th)
+
         try:
             has_table, stamp = checks.read_stamp(conn, board)
         except sqlite3.Error as exc:
             has_table, stamp = True, None
             report.findings.append(checks.sqlite_error("revision", exc, "cannot read alembic_version"))
         report.revision = stamp
-
-        jobs: list[data.Job] = []
-        for table, t in board.tables.items():
-            if t.foreign_keys:
-                jobs.append(data.Job(f"foreign keys {table}", lambda c, tb=table: checks.check_foreign_keys(c, tb), 1))
-        if fp.is_kanban:
-            jobs = data.plan(board).jobs + jobs
-        for i, job in enumerate(jobs):
-            work.put((i, job))
-        work.put(None)
-        work.put(None)
-
         schema_findings = checks.check_schema(board, fp)
         revision_findings = checks.check_revision(has_table, stamp, fp)
-        _work(conn, work, results)
-        helper.join()
+        _work(conn, work)
+        for th in threads:
+            th.join()
     finally:
         conn.close()
     report.findings.extend(integrity)
-    for i in sorted(results):
-        if jobs[i].name.startswith("foreign keys"):
-            report.findings.extend(results[i])
+    for unit in fk_units:
+        report.findings.extend(unit.findings)
     report.findings.extend(schema_findings)
     report.findings.extend(revision_findings)
-    for i in sorted(results):
-        if not jobs[i].name.startswith("foreign keys"):
-            report.findings.extend(results[i])
+    for unit in units:
+        report.findings.extend(unit.findings)
 
 
-def _integrity_worker(uri, busy_timeout, size, full, out, work, results) -> None:
+def _integrity_worker(uri, busy_timeout, size, full, out, work) -> None:
     conn = None
     try:
         conn = checks.connect(uri, busy_timeout)
@@ -156,26 +174,31 @@ def _integrity_worker(uri, busy_timeout, size, full, out, work, results) -> None
         out.append(Finding("integrity", "error", f"integrity check stopped: {type(exc).__name__}: {exc}"))
     try:
         if conn is not None:
-            _work(conn, work, results)
+            _work(conn, work)
     finally:
         if conn is not None:
             conn.close()
 
 
-def _work(conn: sqlite3.Connection, work: queue.Queue, results: dict) -> None:
-    """Take data jobs until the end marker; each job's findings go to ``results[index]``."""
+def _data_worker(uri, busy_timeout, size, work) -> None:
+    try:
+        conn = checks.connect(uri, busy_timeout)
+    except sqlite3.Error:
+        return  # the other workers take the jobs
+    try:
+        checks.use_mmap(conn, size)
+        _work(conn, work)
+    finally:
+        conn.close()
+
+
+def _work(conn: sqlite3.Connection, work: queue.Queue) -> None:
+    """Take data jobs until an end marker; each job keeps its findings in its unit."""
     from . import data
 
     data.prepare(conn)
     while True:
-        item = work.get()
-        if item is None:
+        job = work.get()
+        if job is None:
             return
-        i, job = item
-        try:
-            results[i] = job.run(conn)
-        except sqlite3.Error as exc:
-            results[i] = [checks.sqlite_error("data", exc, f"{job.name} failed")]
-        except Exception as exc:  # noqa: BLE001
-            results[i] = [Finding("data", "error", f"{job.name} stopped: {type(exc).__name__}: {exc}")]
-
+        job.run(conn)

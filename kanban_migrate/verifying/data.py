@@ -1,38 +1,89 @@
 """The ``data`` check: the kanban invariants a broken board violates (spec section 3).
 
-Every check is one SQL statement whose WHERE clause selects only the offending rows; Python
-iterates the cursor and keeps a count and the first few ids (:class:`Examples`), so memory stays
-flat and the cost is one pass over each table, done by SQLite. The checks of one table share
-that pass (a *scan* with one flag column per check). Each unit of work is a :class:`Job`, so
-the caller may spread them over several connections.
+Every invariant is a SQL condition (a :class:`Flag`) that holds for an offending row, evaluated by
+SQLite at C speed: Python never sees a healthy row. The flags of one table share one pass over it
+(a :class:`Scan`):
+
+1. *count*: ``SELECT count(*), sum(flag1), min(rowid if flag1), ... FROM t WHERE flag1 OR flag2 ...``
+   On a healthy table the WHERE clause rejects every row, so the aggregate costs nothing. A big
+   table is cut into rowid ranges (one :class:`Job` each) so that several connections share it.
+2. *examples*: only for a flag that fired, ``SELECT key ... WHERE flag LIMIT 5`` (starting at the
+   first offending rowid) and, for the value checks, the first few distinct offending values.
+
+Counts are exact, memory is flat (SQLite aggregates; nothing is fetched in bulk) and nothing is
+written. The referential checks (rows of a task that does not exist) walk the distinct task ids
+(through the index on the task column) and look each up in ``tasks`` once.
+
+JSON columns are checked with SQLite's ``json_valid``; on a SQLite built without JSON support a
+Python stand-in of the same name is registered on the connection (:func:`prepare`).
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..schema import Schema, quote
-from .model import Examples, Finding
+from ..schema import Schema, Table, quote
+from .model import MAX_EXAMPLES, Finding
 
 HINT_UPGRADE = "run 'kanban-migrate upgrade' on it"
 HINT_ORPHANS = ("the rows are unreachable from the board; restore the missing tasks from a backup "
                 "or delete the rows")
+HINT_CURRENT_RUN = ("the dispatcher follows current_run_id: clear it (UPDATE tasks SET current_run_id = NULL ...) "
+                    "and let the task be reclaimed")
+HINT_NUL = ("NUL bytes cut the text short for most readers; the rows were written by a buggy client or "
+            "damaged")
 _TEXT_TYPES = ("CHAR", "CLOB", "TEXT")
-SQL_FUNCTION = "kmv_hasnul"
+#: Columns that hold long text. Their NUL search uses printf('%s') (which stops at the first NUL,
+#: found with strlen) against the whole value: much faster than instr() on kilobytes; instr() is
+#: faster on short values.
+LONG_TEXT = frozenset({"body"})
+#: Rows per rowid range of a big table's count pass (a range is one unit of work).
+CHUNK_ROWS = {"task_events": 150_000, "tasks": 25_000}
+_ROWID_NAMES = ("rowid", "_rowid_", "oid")
+_MIN_ROWID, _MAX_ROWID = -(1 << 63), (1 << 63) - 1
 
 
-def has_nul(value) -> int:
-    """Does a BLOB (a text column cast to BLOB) contain a NUL byte? (memchr speed)"""
-    return 1 if value is not None and b"\x00" in value else 0
+# ---- SQLite functions ------------------------------------------------------------------------------
+def py_json_valid(value) -> int | None:
+    """Python stand-in for SQLite's ``json_valid`` (RFC 8259: no NaN/Infinity, no control
+    characters inside strings). Used only where SQLite lacks JSON support, and by the tests."""
+    if value is None:
+        return 0
+    try:
+        if isinstance(value, bytes):
+            value = value.decode("utf-8")
+        elif not isinstance(value, str):
+            value = str(value)
+        json.loads(value, parse_constant=_reject)
+    except (ValueError, RecursionError):
+        return 0
+    return 1
 
 
-def prepare(conn: sqlite3.Connection) -> None:
-    """Register the helper function the scans use on ``conn``."""
-    conn.create_function(SQL_FUNCTION, 1, has_nul, deterministic=True)
+def _reject(name: str):
+    raise ValueError(name)
 
 
+def has_json(conn: sqlite3.Connection) -> bool:
+    try:
+        conn.execute("SELECT json_valid('1')").fetchone()
+    except sqlite3.OperationalError:
+        return False
+    return True
+
+
+def prepare(conn: sqlite3.Connection, *, python_json: bool = False) -> None:
+    """Make the functions the scans use available on ``conn``: SQLite's own ``json_valid`` when it
+    has one, else (or with ``python_json``) :func:`py_json_valid` under that name."""
+    if python_json or not has_json(conn):
+        conn.create_function("json_valid", 1, py_json_valid, deterministic=True)
+
+
+# ---- building blocks -------------------------------------------------------------------------------
 def _sql_set(values) -> str:
     return "(" + ", ".join("'" + v.replace("'", "''") + "'" for v in sorted(values)) + ")"
 
@@ -42,9 +93,32 @@ def _is_text(declared: str) -> bool:
     return any(t in d for t in _TEXT_TYPES)
 
 
+def rowid_name(t: Table) -> str | None:
+    """A name that reaches the table's rowid (None: WITHOUT ROWID, or every name is a column)."""
+    if t.without_rowid:
+        return None
+    taken = {c.lower() for c in t.columns}
+    return next((n for n in _ROWID_NAMES if n not in taken), None)
+
+
+def nul_expr(column: str, *, long: bool = False) -> str:
+    """True when the column holds a text value with a NUL byte in it (a BLOB may hold NULs).
+
+    Short values: ``instr`` (which searches the whole value, not up to the first NUL). Long
+    values: ``printf('%s')`` keeps the text up to the first NUL, so it differs from the value
+    exactly when the value has one (compared as BLOBs: byte for byte, whatever the collation).
+    ``typeof`` runs only for the rare row that matched."""
+    c = quote(column)
+    if long:
+        probe = f"CAST(printf('%s', {c}) AS BLOB) <> CAST({c} AS BLOB)"
+    else:
+        probe = f"instr({c}, char(0)) > 0"
+    return f"({probe} AND typeof({c}) = 'text')"
+
+
 @dataclass
 class Flag:
-    """One check inside a table scan: ``expr`` is true for an offending row."""
+    """One invariant inside a table scan: ``expr`` is true for an offending row."""
 
     expr: str
     severity: str
@@ -55,16 +129,121 @@ class Flag:
 
 @dataclass
 class Job:
-    """A unit of work: run it on a connection, get findings. ``cost`` orders the work."""
+    """A unit of work: run it on a connection. ``cost`` orders the work (largest first)."""
 
     name: str
-    run: Callable[[sqlite3.Connection], list[Finding]]
+    run: Callable[[sqlite3.Connection], None]
     cost: int = 0
 
 
-@dataclass
-class Plan:
-    jobs: list[Job] = field(default_factory=list)
+class Scan:
+    """One table's flags: counted over one or several rowid ranges, then the examples."""
+
+    def __init__(self, table: str, key: str, flags: list[Flag], rowid: str | None):
+        self.table, self.key, self.flags, self.rowid = table, key, flags, rowid
+        self.findings: list[Finding] = []
+        self._lock = threading.Lock()
+        self._pending = 0
+        self._counts = [0] * len(flags)
+        self._first: list[int | None] = [None] * len(flags)
+        self._error: Exception | None = None
+
+    # -- the count pass
+    def count_sql(self, ranged: bool) -> str:
+        cols = ["count(*)"]
+        for f in self.flags:
+            cols.append(f"sum(CASE WHEN {f.expr} THEN 1 ELSE 0 END)")
+            cols.append(f"min(CASE WHEN {f.expr} THEN {self.rowid} END)" if self.rowid else "NULL")
+        where = " OR ".join(f.expr for f in self.flags)
+        if ranged:
+            where = f"{self.rowid} BETWEEN ? AND ? AND ({where})"
+        return f"SELECT {', '.join(cols)} FROM {quote(self.table)} WHERE {where}"
+
+    def jobs(self, conn: sqlite3.Connection | None, cost: int) -> list[Job]:
+        """The count jobs: one per rowid range when the table is big (its rowid span is read
+        from ``conn``), else one."""
+        bounds = self._ranges(conn)
+        self._pending = len(bounds)
+        if bounds == [None]:
+            return [Job(f"scan {self.table}", lambda c: self._count(c, None), cost)]
+        share = max(1, cost // len(bounds))
+        return [Job(f"scan {self.table} rowid {lo}..{hi}", lambda c, r=(lo, hi): self._count(c, r), share)
+                for lo, hi in bounds]
+
+    def _ranges(self, conn) -> list:
+        """Closed rowid ranges that cover every possible rowid, about CHUNK_ROWS rowids each."""
+        size = CHUNK_ROWS.get(self.table)
+        if conn is None or size is None or self.rowid is None:
+            return [None]
+        try:
+            lo, hi = conn.execute(f"SELECT min({self.rowid}), max({self.rowid}) FROM {quote(self.table)}").fetchone()
+        except sqlite3.Error:
+            return [None]
+        if not isinstance(lo, int) or not isinstance(hi, int) or hi - lo < 2 * size:
+            return [None]
+        n = min(64, (hi - lo) // size + 1)
+        step = (hi - lo) // n + 1
+        starts = [lo + i * step for i in range(n)]
+        ends = [s - 1 for s in starts[1:]] + [_MAX_ROWID]
+        starts[0] = _MIN_ROWID
+        return list(zip(starts, ends))
+
+    def _count(self, conn: sqlite3.Connection, bounds) -> None:
+        row, err = None, None
+        try:
+            if bounds is None:
+                row = conn.execute(self.count_sql(False)).fetchone()
+            else:
+                row = conn.execute(self.count_sql(True), bounds).fetchone()
+        except Exception as exc:  # noqa: BLE001 - a finding, and the other ranges still count
+            err = exc
+        with self._lock:
+            if err is not None:
+                self._error = self._error or err
+            elif row and row[0]:
+                for i in range(len(self.flags)):
+                    self._counts[i] += row[1 + 2 * i] or 0
+                    first = row[2 + 2 * i]
+                    if first is not None and (self._first[i] is None or first < self._first[i]):
+                        self._first[i] = first
+            self._pending -= 1
+            last_one = self._pending == 0
+        if last_one:
+            try:
+                self._finish(conn)
+            except Exception as exc:  # noqa: BLE001
+                self.findings = [_stopped(self.table, exc)]
+
+    # -- the examples
+    def _finish(self, conn: sqlite3.Connection) -> None:
+        if self._error is not None:
+            self.findings = [_stopped(self.table, self._error)]
+            return
+        out = []
+        t = quote(self.table)
+        for f, n, first in zip(self.flags, self._counts, self._first):
+            if not n:
+                continue
+            where, params = f.expr, ()
+            if self.rowid and first is not None:
+                where, params = f"{self.rowid} >= ? AND ({f.expr})", (first,)
+            try:
+                examples = [r[0] for r in conn.execute(
+                    f"SELECT {self.key} FROM {t} WHERE {where} LIMIT {MAX_EXAMPLES}", params)]
+                values = [r[0] for r in conn.execute(
+                    f"SELECT DISTINCT {f.value} FROM {t} WHERE {where} LIMIT 5", params)] if f.value else []
+            except sqlite3.Error as exc:
+                out.append(_stopped(self.table, exc))
+                continue
+            shown = ", ".join(repr(v) for v in values)
+            out.append(Finding("data", f.severity, f.message.format(n=n, table=self.table, values=shown),
+                               table=self.table, hint=f.hint, count=n, examples=examples))
+        self.findings = out
+
+
+def _stopped(table: str, exc: Exception) -> Finding:
+    return Finding("data", "error", f"the scan of {table} stopped: {exc}", table=table,
+                   hint="see the integrity findings; run 'kanban-migrate recover' on it")
 
 
 def _key(board: Schema, table: str) -> str:
@@ -76,109 +255,68 @@ def _key(board: Schema, table: str) -> str:
         return "parent_id || ' -> ' || child_id"
     if table == "kanban_notify_subs":
         return "task_id || '/' || platform || '/' || chat_id"
-    return "rowid"
+    return rowid_name(t) or "NULL"
 
 
-def scan(conn: sqlite3.Connection, table: str, key: str, flags: list[Flag]) -> list[Finding]:
-    """One pass over ``table``: count and sample the rows for which each flag holds."""
-    cols = [key]
-    for f in flags:
-        cols.append(f"({f.expr})")
-        cols.append(f.value if f.value else "NULL")
-    where = " OR ".join(f"({f.expr})" for f in flags)
-    sql = f"SELECT {', '.join(cols)} FROM {quote(table)} WHERE {where}"
-    found = [Examples() for _ in flags]
-    values: list[list] = [[] for _ in flags]
-    try:
-        for row in conn.execute(sql):
-            for i, ex in enumerate(found):
-                if row[1 + 2 * i]:
-                    ex.add(row[0])
-                    v = row[2 + 2 * i]
-                    if flags[i].value and len(values[i]) < 5 and v not in values[i]:
-                        values[i].append(v)
-    except sqlite3.Error as exc:
-        return [_stopped(table, exc)]
-    out = []
-    for f, ex, vals in zip(flags, found, values):
-        if ex:
-            shown = ", ".join(repr(v) for v in vals)
-            out.append(Finding("data", f.severity, f.message.format(n=ex.count, table=table, values=shown),
-                               table=table, hint=f.hint, count=ex.count, examples=ex.examples))
-    return out
-
-
-def _stopped(table: str, exc: Exception) -> Finding:
-    return Finding("data", "error", f"the scan of {table} stopped: {exc}", table=table,
-                   hint="see the integrity findings; run 'kanban-migrate recover' on it")
-
-
-# ---- the scans -----------------------------------------------------------------------------------
-#: Columns that hold long text: searched by memchr in Python (faster than SQL's instr on long
-#: values); the short ones by instr() in SQL (no Python call per row).
-LONG_TEXT = frozenset({"body"})
-
-
-def _nul_expr(board: Schema, table: str, skip: tuple[str, ...] = ()) -> str | None:
-    """True when any text column of the row holds a NUL byte."""
+# ---- the flags -------------------------------------------------------------------------------------
+def _nul_flag(board: Schema, table: str, skip: tuple[str, ...] = ()) -> Flag | None:
     t = board.tables[table]
     cols = [c.name for c in t.columns.values() if _is_text(c.type) and c.name not in skip]
     if not cols:
         return None
-    terms = [f"{SQL_FUNCTION}(CAST({quote(c)} AS BLOB))" if c in LONG_TEXT else f"instr({quote(c)}, char(0)) > 0"
-             for c in sorted(cols, key=lambda c: c in LONG_TEXT)]
-    return " OR ".join(terms)
+    # Short columns first: a row with a NUL stops the OR early, before the long ones.
+    cols.sort(key=lambda c: c in LONG_TEXT)
+    expr = "(" + " OR ".join(nul_expr(c, long=c in LONG_TEXT) for c in cols) + ")"
+    return Flag(expr, "warning", "{n} row(s) of {table} with a NUL byte in a text column", hint=HINT_NUL)
 
 
-def _json_flag(table: str, column: str) -> Flag:
+def _json_flag(column: str) -> Flag:
+    # SQLite's parser stops at a NUL byte, so '{}' followed by a NUL and garbage passes json_valid;
+    # no JSON text contains a NUL byte, so a NUL anywhere makes the value invalid.
     c = quote(column)
-    return Flag(f"{c} IS NOT NULL AND NOT json_valid({c})", "warning",
+    return Flag(f"({c} IS NOT NULL AND (NOT json_valid({c}) OR instr({c}, char(0)) > 0))", "warning",
                 "{n} row(s) of {table} whose " + column + " is not valid JSON",
                 hint="the application cannot read these values; fix or clear them")
 
 
-def _value_flag(table: str, column: str, allowed, *, nullable: bool, what: str) -> Flag:
+def _value_flag(column: str, allowed, *, nullable: bool, what: str) -> Flag:
     c = quote(column)
     expr = f"{c} NOT IN {_sql_set(allowed)}"
-    expr = f"{c} IS NOT NULL AND {expr}" if nullable else f"{c} IS NULL OR {expr}"
+    expr = f"({c} IS NOT NULL AND {expr})" if nullable else f"({c} IS NULL OR {expr})"
     return Flag(expr, "warning", "{n} row(s) of {table} with an unknown " + what + " ({values})",
                 hint="a newer application or a fork wrote them, or the rows are damaged; "
                      "check them before the board is used by this release",
                 value=c)
 
 
-def plan(board: Schema) -> Plan:
-    """The data checks that fit the tables and columns this board has."""
+def table_flags(board: Schema, table: str) -> list[Flag]:
+    """The flags that fit ``table`` as this board has it (spec section 3)."""
     from .. import head
 
-    p = Plan()
-    tables = board.tables
     has = board.has_column
-
-    def add_scan(table: str, flags: list[Flag], cost: int) -> None:
-        flags = [f for f in flags if f is not None]
-        if flags:
-            key = _key(board, table)
-            p.jobs.append(Job(f"scan {table}", lambda c, t=table, k=key, fl=flags: scan(c, t, k, fl), cost))
-
-    def nul_flag(table: str, skip: tuple[str, ...] = ()) -> Flag | None:
-        expr = _nul_expr(board, table, skip)
-        if expr is None:
-            return None
-        return Flag(expr, "warning", "{n} row(s) of {table} with a NUL byte in a text column",
-                    hint="NUL bytes cut the text short for most readers; the rows were written by a "
-                         "buggy client or damaged")
-
-    if "tasks" in tables:
-        flags = []
+    flags: list[Flag | None] = []
+    if table == "tasks":
         if has("tasks", "status"):
-            flags.append(_value_flag("tasks", "status", head.TASK_STATUSES, nullable=False, what="status"))
+            flags.append(_value_flag("status", head.TASK_STATUSES, nullable=False, what="status"))
         if has("tasks", "skills"):
-            flags.append(_json_flag("tasks", "skills"))
-        flags.append(nul_flag("tasks", skip=("skills",)))
-        add_scan("tasks", flags, 50)
-    if "task_events" in tables:
-        flags = []
+            flags.append(_json_flag("skills"))
+        flags.append(_nul_flag(board, "tasks", skip=("skills",)))
+        if has("tasks", "id") and has("tasks", "current_run_id"):
+            cr = '"tasks"."current_run_id"'
+            if board.has_table("task_runs") and has("task_runs", "task_id") and has("task_runs", "id"):
+                owner = 'SELECT 1 FROM "task_runs" AS r WHERE r."id" = ' + cr + ' AND r."task_id" IS NOT NULL'
+                flags.append(Flag(f"({cr} IS NOT NULL AND NOT EXISTS ({owner}))", "error",
+                                  "{n} task(s) whose current_run_id names a run that does not exist",
+                                  hint=HINT_CURRENT_RUN))
+                flags.append(Flag(f'({cr} IS NOT NULL AND EXISTS ({owner} AND r."task_id" IS NOT "tasks"."id"))',
+                                  "error", "{n} task(s) whose current_run_id names another task's run",
+                                  hint=HINT_CURRENT_RUN))
+            if has("tasks", "status"):
+                flags.append(Flag(f"(status = 'running' AND {cr} IS NULL)", "warning",
+                                  "{n} running task(s) without a run (current_run_id is NULL)",
+                                  hint="on a board not yet at head, 'kanban-migrate upgrade' creates their runs; "
+                                       "at head, set them back to 'ready' so that they are claimed again"))
+    elif table == "task_events":
         if has("task_events", "kind"):
             old = head.EVENT_KIND_RENAMES
             flags.append(Flag(f"kind IN {_sql_set(old)}", "warning",
@@ -186,113 +324,116 @@ def plan(board: Schema) -> Plan:
                               hint=HINT_UPGRADE + " (it renames " +
                                    ", ".join(f"{a} -> {b}" for a, b in old.items()) + ")", value="kind"))
         if has("task_events", "payload"):
-            flags.append(_json_flag("task_events", "payload"))
-        # A NUL inside a payload makes it invalid JSON (caught above); the short columns are
-        # searched here.
-        flags.append(nul_flag("task_events", skip=("payload",)))
-        add_scan("task_events", flags, 100)
-    if "task_runs" in tables:
-        flags = []
+            flags.append(_json_flag("payload"))
+        flags.append(_nul_flag(board, "task_events", skip=("payload",)))
+    elif table == "task_runs":
         if has("task_runs", "status"):
-            flags.append(_value_flag("task_runs", "status", head.RUN_STATUSES, nullable=False, what="run status"))
+            flags.append(_value_flag("status", head.RUN_STATUSES, nullable=False, what="run status"))
         if has("task_runs", "outcome"):
-            flags.append(_value_flag("task_runs", "outcome", head.RUN_OUTCOMES, nullable=True, what="run outcome"))
+            flags.append(_value_flag("outcome", head.RUN_OUTCOMES, nullable=True, what="run outcome"))
         if has("task_runs", "metadata"):
-            flags.append(_json_flag("task_runs", "metadata"))
-        flags.append(nul_flag("task_runs", skip=("metadata",)))
-        add_scan("task_runs", flags, 10)
-    if "kanban_notify_subs" in tables:
-        flags = []
+            flags.append(_json_flag("metadata"))
+        flags.append(_nul_flag(board, "task_runs", skip=("metadata",)))
+    elif table == "kanban_notify_subs":
         if has("kanban_notify_subs", "delivery_mode"):
-            flags.append(_value_flag("kanban_notify_subs", "delivery_mode", head.DELIVERY_MODES,
-                                     nullable=False, what="delivery mode"))
-        flags.append(nul_flag("kanban_notify_subs"))
-        add_scan("kanban_notify_subs", flags, 5)
-    for table in ("task_comments", "task_attachments", "task_links"):
-        if table in tables:
-            add_scan(table, [nul_flag(table)], 10 if table == "task_comments" else 3)
+            flags.append(_value_flag("delivery_mode", head.DELIVERY_MODES, nullable=False, what="delivery mode"))
+        flags.append(_nul_flag(board, "kanban_notify_subs"))
+    elif table in ("task_comments", "task_attachments", "task_links"):
+        flags.append(_nul_flag(board, table))
+    return [f for f in flags if f is not None]
+
+
+#: The tables scanned, with the relative cost of their pass (largest first).
+SCANNED = {"task_events": 100, "tasks": 80, "task_comments": 10, "task_runs": 10, "kanban_notify_subs": 5,
+           "task_attachments": 3, "task_links": 3}
+
+
+# ---- the plan ------------------------------------------------------------------------------------
+@dataclass
+class Plan:
+    jobs: list[Job] = field(default_factory=list)
+    #: Where the findings appear, in report order: each unit's ``.findings`` once every job ran.
+    units: list = field(default_factory=list)
+
+
+def plan(board: Schema, conn: sqlite3.Connection | None = None) -> Plan:
+    """The data checks that fit the tables and columns this board has. With ``conn``, big
+    tables are cut into rowid ranges (read from it)."""
+    from .. import head
+
+    p = Plan()
+    tables = board.tables
+    has = board.has_column
+    for table, cost in SCANNED.items():
+        if table not in tables:
+            continue
+        flags = table_flags(board, table)
+        if not flags:
+            continue
+        scan = Scan(table, _key(board, table), flags, rowid_name(tables[table]))
+        p.units.append(scan)
+        p.jobs.extend(scan.jobs(conn, cost))
 
     if "tasks" in tables and has("tasks", "id"):
-        for table, column in head.TASK_CHILDREN.items():
-            if table in tables and has(table, column):
-                p.jobs.append(Job(f"orphans {table}", lambda c, t=table, col=column: orphans(c, board, t, col),
-                                  30 if table == "task_events" else 5))
-        if "task_links" in tables:
-            for column in ("parent_id", "child_id"):
-                if has("task_links", column):
-                    p.jobs.append(Job(f"orphans task_links.{column}",
-                                      lambda c, col=column: orphans(c, board, "task_links", col), 3))
-        if "task_runs" in tables and has("tasks", "current_run_id") and has("task_runs", "task_id"):
-            p.jobs.append(Job("current runs", current_runs, 5))
-        if has("tasks", "status") and has("tasks", "current_run_id"):
-            p.jobs.append(Job("running without run", running_without_run, 2))
+        children = [(t, c) for t, c in head.TASK_CHILDREN.items() if t in tables and has(t, c)]
+        children += [("task_links", c) for c in ("parent_id", "child_id") if "task_links" in tables and has("task_links", c)]
+        for table, column in children:
+            name = f"orphans {table}" + (f".{column}" if table == "task_links" else "")
+            unit = Call(name, lambda c, t=table, col=column: orphans(c, board, t, col), table=table)
+            p.units.append(unit)
+            p.jobs.append(unit.job(30 if table == "task_events" else 5))
     p.jobs.sort(key=lambda j: -j.cost)
     return p
 
 
 # ---- the referential checks ----------------------------------------------------------------------
+class Call:
+    """A unit of one job: ``fn(conn)`` returns its findings; an exception becomes a finding."""
+
+    def __init__(self, name: str, fn: Callable[[sqlite3.Connection], list[Finding]], check: str = "data",
+                 table: str | None = None):
+        self.name, self.fn, self.check, self.table = name, fn, check, table
+        self.findings: list[Finding] = []
+
+    def run(self, conn: sqlite3.Connection) -> None:
+        try:
+            self.findings = self.fn(conn)
+        except sqlite3.Error as exc:
+            self.findings = [_stopped(self.table, exc)] if self.check == "data" else [
+                Finding(self.check, "error", f"{self.name} failed: {exc}", table=self.table)]
+        except Exception as exc:  # noqa: BLE001 - a finding, never a traceback
+            self.findings = [Finding(self.check, "error", f"{self.name} stopped: {type(exc).__name__}: {exc}",
+                                     table=self.table)]
+
+    def job(self, cost: int) -> Job:
+        return Job(self.name, self.run, cost)
+
+
 def orphans(conn: sqlite3.Connection, board: Schema, table: str, column: str) -> list[Finding]:
     """Rows of ``table`` whose task does not exist. The distinct task ids come first (an index on
-    the task column makes that one pass over the index), each is looked up once, and only the
-    missing ones are counted."""
+    the task column makes that one pass over the index), each is looked up once; only when some
+    are missing are their rows counted."""
     c = quote(column)
     t = quote(table)
-    sql = (f"SELECT g.tid FROM (SELECT DISTINCT {c} AS tid FROM {t}) AS g "
-           f"WHERE NOT EXISTS (SELECT 1 FROM tasks WHERE tasks.id = g.tid)")
-    missing = Examples()
+    missing_sql = (f"SELECT g.tid FROM (SELECT DISTINCT {c} AS tid FROM {t}) AS g "
+                   f"WHERE NOT EXISTS (SELECT 1 FROM tasks WHERE tasks.id = g.tid)")
     try:
-        for (tid,) in conn.execute(sql):
-            (n,) = conn.execute(f"SELECT count(*) FROM {t} WHERE {c} IS ?", (tid,)).fetchone()
-            missing.add(tid, n)
-        if not missing:
+        tids = [r[0] for r in conn.execute(missing_sql + f" LIMIT {MAX_EXAMPLES}")]
+        if not tids:
             return []
+        (count,) = conn.execute(f"SELECT count(*) FROM {t} AS x WHERE NOT EXISTS "
+                                f"(SELECT 1 FROM tasks WHERE tasks.id = x.{c})").fetchone()
         key = _key(board, table)
-        marks = ", ".join("?" * len(missing.examples))
+        marks = ", ".join("?" * len(tids))
         examples = [r[0] for r in conn.execute(
-            f"SELECT {key} FROM {t} WHERE {c} IN ({marks}) LIMIT 5", missing.examples)]
+            f"SELECT {key} FROM {t} WHERE {c} IN ({marks}) LIMIT {MAX_EXAMPLES}", tids)]
+        if None in tids:  # a NULL task id is missing too; IN does not match it
+            examples += [r[0] for r in conn.execute(
+                f"SELECT {key} FROM {t} WHERE {c} IS NULL LIMIT {MAX_EXAMPLES - len(examples)}")]
     except sqlite3.Error as exc:
         return [_stopped(table, exc)]
     what = {"parent_id": " (parent)", "child_id": " (child)"}.get(column, "")
-    tasks = ", ".join(map(repr, missing.examples))
+    tasks = ", ".join(map(repr, tids))
     return [Finding("data", "warning",
-                    f"{missing.count} row(s) of {table} belong to a task{what} that does not exist ({tasks})",
-                    table=table, hint=HINT_ORPHANS, count=missing.count, examples=examples)]
-
-
-def current_runs(conn: sqlite3.Connection) -> list[Finding]:
-    """``tasks.current_run_id`` must name an existing run of the same task."""
-    sql = ("SELECT t.id, t.current_run_id, r.task_id FROM tasks AS t "
-           "LEFT JOIN task_runs AS r ON r.id = t.current_run_id "
-           "WHERE t.current_run_id IS NOT NULL AND (r.id IS NULL OR r.task_id IS NOT t.id)")
-    gone, other = Examples(), Examples()
-    try:
-        for tid, _run, owner in conn.execute(sql):
-            (gone if owner is None else other).add(tid)
-    except sqlite3.Error as exc:
-        return [_stopped("tasks", exc)]
-    out = []
-    hint = ("the dispatcher follows current_run_id: clear it (UPDATE tasks SET current_run_id = NULL ...) "
-            "and let the task be reclaimed")
-    if gone:
-        out.append(Finding("data", "error", f"{gone.count} task(s) whose current_run_id names a run that does not exist",
-                           table="tasks", hint=hint, count=gone.count, examples=gone.examples))
-    if other:
-        out.append(Finding("data", "error", f"{other.count} task(s) whose current_run_id names another task's run",
-                           table="tasks", hint=hint, count=other.count, examples=other.examples))
-    return out
-
-
-def running_without_run(conn: sqlite3.Connection) -> list[Finding]:
-    """Every ``running`` task has a run (spec section 5: the upgrade creates the missing ones)."""
-    ex = Examples()
-    try:
-        for (tid,) in conn.execute("SELECT id FROM tasks WHERE status = 'running' AND current_run_id IS NULL"):
-            ex.add(tid)
-    except sqlite3.Error as exc:
-        return [_stopped("tasks", exc)]
-    if not ex:
-        return []
-    return [Finding("data", "warning", f"{ex.count} running task(s) without a run (current_run_id is NULL)",
-                    table="tasks", hint="on a board not yet at head, 'kanban-migrate upgrade' creates their runs; "
-                                        "at head, set them back to 'ready' so that they are claimed again", count=ex.count,
-                    examples=ex.examples)]
+                    f"{count} row(s) of {table} belong to a task{what} that does not exist ({tasks})",
+                    table=table, hint=HINT_ORPHANS, count=count, examples=examples)]
