@@ -50,6 +50,7 @@ def _fast_upgrade(argv: list[str]) -> int | None:
         busy = float(opts.get("--busy-timeout", board.DEFAULT_BUSY_TIMEOUT))
     except ValueError:
         return None
+    explicit = bool(paths)
     if not paths:
         from .home import discover
 
@@ -71,9 +72,10 @@ def _fast_upgrade(argv: list[str]) -> int | None:
         results.append(UpgradeResult(p, "current", None, HEAD, HEAD))
     if opts.get("--json"):
         out = [r.to_dict() for r in results]
-        print(json.dumps(out if len(out) > 1 or opts.get("--all") else out[0], indent=2))
+        many = len(out) > 1 or opts.get("--all") or not explicit  # as the full path prints them
+        print(json.dumps(out if many else out[0], indent=2))
     elif not (opts.get("--quiet") or opts.get("-q")):
-        print(results[0].line() if len(results) == 1 else table(results))
+        print(table(results) if len(results) > 1 or opts.get("--all") or not explicit else results[0].line())
     return 0
 
 

@@ -200,3 +200,19 @@ def test_demo_command(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "-> v7, applied v0 v1 v2 v3 v4 v5 v6 v7" in proc.stdout
     assert "second run" in proc.stdout and "nothing to do" in proc.stdout
+
+
+def test_fast_path_prints_what_the_full_path_prints(tmp_path, board_cache):
+    """At head the stdlib fast path answers; its output has the same form as the full path's."""
+    home = tmp_path / "hermes"
+    home.mkdir()
+    shutil.copyfile(board_cache("v0", 20, 1), home / "kanban.db")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HERMES")}
+    full = json.loads(run_cli("upgrade", "--json", "--home", home, env=env).stdout)
+    fast = json.loads(run_cli("upgrade", "--json", "--home", home, env=env).stdout)
+    assert isinstance(full, list) and isinstance(fast, list)
+    assert [r["path"] for r in full] == [r["path"] for r in fast] and fast[0]["status"] == "current"
+    one = json.loads(run_cli("upgrade", "--json", home / "kanban.db", env=env).stdout)
+    assert isinstance(one, dict) and one["status"] == "current"
+    text = run_cli("upgrade", "--home", home, env=env).stdout
+    assert "1 board(s): 1 current" in text
