@@ -252,8 +252,6 @@ def test_cli_json(damaged):
     assert out["mode"] == "salvage" and out["tables"]["task_events"]["recovered"] > 0
 
 
-@pytest.mark.xfail(strict=True, reason="salvage engine: freed leaf pages of a table whose b-tree walk was "
-                   "complete are still taken as orphans once the freelist trunk is garbage (being fixed)")
 def test_garbage_freelist_trunk(tmp_path, board_cache):
     """Deleted rows leave freelist pages; a garbage trunk must not crash or loop the salvage, and
     every live row comes back (deleted ones only with include_freelist, marked)."""

@@ -728,3 +728,114 @@ def test_same_shape_tables_use_structure(tmp_path, auto_vacuum):
     assert got == {k: len(v) for k, v in truth.items()}
     assert res.tables["task_events"].orphan_rows > 0
     assert res.tables["task_events_archive"].orphan_rows == 0
+
+
+def _freed_leaves_board(path: Path, *, twin: bool = False):
+    """task_events (and a same-layout twin, or task_comments) with secure_delete OFF; a range of
+    task_events deleted so whole leaves are freed and keep their old cells. Returns the
+    task_events rows before the delete."""
+    con = sqlite3.connect(path, isolation_level=None)
+    con.execute(f"PRAGMA page_size={PAGE}")
+    con.execute("PRAGMA secure_delete=OFF")
+    other = "task_events_archive" if twin else "task_comments"
+    con.execute(EVENTS_SQL)
+    con.execute(EVENTS_SQL.replace("task_events", other) if twin else COMMENTS_SQL)
+    rng = random.Random(12)
+    con.execute("BEGIN")
+    for i in range(3000 if twin else 1500):
+        for t in ("task_events", other) if twin else ("task_events",):
+            con.execute(f"INSERT INTO {t}(task_id, run_id, kind, payload, created_at) VALUES (?,?,?,?,?)",
+                        (f"t_{rng.getrandbits(32):08x}", None, rng.choice(KINDS), f'{{"i": {i}}}',
+                         1_700_000_000 + i))
+        if not twin and i % 5 == 0:
+            con.execute("INSERT INTO task_comments(task_id, author, body, created_at) VALUES (?,?,?,?)",
+                        (f"t_{rng.getrandbits(32):08x}", "alice", _words(rng, 8), 1_700_000_000 + i))
+    con.execute("COMMIT")
+    before = _truth_of(path, "task_events")
+    con.execute("DELETE FROM task_events WHERE id BETWEEN 200 AND 700")
+    con.close()
+    hdr = DbHeader.parse(path.read_bytes()[:100])
+    assert hdr.freelist_trunk, "the delete should have freed pages"
+    # a garbage trunk lists nothing: the freed leaves look like orphan leaves
+    _write_page(path, hdr.freelist_trunk, random.Random(3).randbytes(PAGE))
+    return before
+
+
+def test_freed_leaves_of_a_completely_read_table_are_stale(tmp_path):
+    """task_events' b-tree is intact and read completely, so its walk found every live leaf:
+    a leaf of its shape that no walk reached can only be a freed page. Its rows never come
+    back as live rows (counted in pages_stale); with include_freelist they come back marked
+    'freelist', never displacing a live row. task_comments, whose root is zeroed (walk
+    incomplete), still gets every row back from its orphan leaves."""
+    path = tmp_path / "old.db"
+    before = _freed_leaves_board(path)
+    truth = {t: _truth_of(path, t) for t in ("task_events", "task_comments")}
+    deleted = set(before) - set(truth["task_events"])
+    con = sqlite3.connect(path)
+    comments_root = con.execute("SELECT rootpage FROM sqlite_master WHERE name='task_comments'").fetchone()[0]
+    con.close()
+    _zero(path, comments_root)
+
+    res = salvage(path, shapes=SHAPES)
+    events = res.tables["task_events"]
+    assert {r.rowid: r.values for r in events.rows} == truth["task_events"]
+    assert {r.source for r in events.rows} == {"btree"}
+    assert res.pages_stale >= 1
+    assert not any(r.rowid in deleted for r in res.lost_and_found)
+    assert _check(res, truth) == {k: len(v) for k, v in truth.items()}
+    assert res.tables["task_comments"].orphan_rows == len(truth["task_comments"])
+
+    res = salvage(path, include_freelist=True, shapes=SHAPES)
+    rows = res.tables["task_events"].rows
+    assert {r.rowid: r.values for r in rows if r.source == "btree"} == truth["task_events"]
+    assert all(r.source == "btree" for r in rows if r.rowid in truth["task_events"])
+    extra = [r for r in rows if r.source != "btree"]
+    assert {r.source for r in extra} <= {"freelist", "freeblock"}
+    for r in extra:
+        if r.rowid is not None:
+            assert r.rowid in deleted and before[r.rowid] == r.values
+    stale_rows = [r for r in extra if r.source == "freelist"]
+    assert len(stale_rows) >= len(deleted) * 0.5, f"only {len(stale_rows)} of {len(deleted)} deleted rows"
+    assert res.pages_stale >= 1
+    got = _check(res, {"task_comments": truth["task_comments"]})
+    assert got == {"task_comments": len(truth["task_comments"])}
+
+
+def test_page_fitting_a_complete_and_an_incomplete_table(tmp_path):
+    """Two tables of one layout. task_events_archive loses a subtree behind an unreadable
+    interior cell; task_events is read completely and has freed leaves (garbage freelist
+    trunk). The archive's orphan leaves fit both tables equally: they go to the archive, whose
+    walk lost that rowid range (floor 100%). The freed task_events leaves lie outside the
+    archive's lost range: they are given to neither table as live rows."""
+    path = tmp_path / "twins.db"
+    before = _freed_leaves_board(path, twin=True)
+    truth = {t: _truth_of(path, t) for t in ("task_events", "task_events_archive")}
+    deleted = set(before) - set(truth["task_events"])
+    con = sqlite3.connect(path)
+    pages = con.execute("SELECT pageno FROM dbstat WHERE name='task_events_archive' AND pagetype='internal' "
+                        "AND path != '/' ORDER BY pageno").fetchall()
+    con.close()
+    # an interior page whose rowids lie above the deleted range; make its second cell unreadable
+    data = path.read_bytes()
+    victim = None
+    for (pg,) in pages:
+        page = data[(pg - 1) * PAGE:pg * PAGE]
+        ncell = struct.unpack_from(">H", page, 3)[0]
+        first = struct.unpack_from(">H", page, 12)[0]
+        if ncell >= 3 and read_varint(page, first + 4)[0] > max(deleted):
+            victim = pg
+            break
+    assert victim is not None
+    with open(path, "r+b") as f:
+        f.seek((victim - 1) * PAGE + 12 + 2)
+        f.write(struct.pack(">H", 0xFFFF))          # cell pointer beyond the page
+
+    res = salvage(path)
+    assert res.tables["task_events_archive"].unreadable_cells >= 1
+    got = _check(res, truth)
+    assert got == {k: len(v) for k, v in truth.items()}
+    assert res.tables["task_events_archive"].orphan_rows > 0
+    assert {r.source for r in res.tables["task_events"].rows} == {"btree"}
+    assert not any(r.rowid in deleted for r in res.tables["task_events"].rows)
+    archive = res.tables["task_events_archive"].rows
+    assert all(r.source == "btree" for r in archive if r.rowid in deleted)

@@ -4,7 +4,10 @@
 table b-tree as far as it can be read, then scans every page for b-tree pages no walk
 reached and gives their rows back to the right table (by b-tree structure where it
 survives, otherwise by matching the records against candidate table shapes). Anything
-that cannot be placed goes to ``lost_and_found``; nothing is silently dropped.
+that cannot be placed goes to ``lost_and_found``; nothing is silently dropped. A page no
+walk reached that belongs to a table whose walk was complete is a freed page (stale
+content the freelist no longer lists, e.g. behind a garbage trunk): its rows are deleted
+rows, counted in ``pages_stale`` and returned only with ``include_freelist``.
 """
 from __future__ import annotations
 
@@ -13,10 +16,10 @@ import re
 import struct
 import time
 from operator import itemgetter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from .fileformat import (MAGIC, PAGE_INDEX_INTERIOR, PAGE_INDEX_LEAF, PAGE_TABLE_INTERIOR,
+from .fileformat import (MAGIC, PAGE_INDEX_INTERIOR, PAGE_TABLE_INTERIOR,
                          PAGE_TABLE_LEAF, DbHeader, FreelistInfo, PageHeader, RecordError,
                          cell_pointers, decode_record, freeblocks, local_payload_size,
                          parse_page_header, pending_byte_page, ptrmap_page_for, ptrmap_pages,
@@ -134,6 +137,10 @@ class SalvageResult:
     elapsed: float
     freelist: FreelistInfo | None = None
     problems: list[str] = field(default_factory=list)
+    # b-tree pages no walk reached whose records belong to a table whose walk was complete:
+    # freed pages that kept their old cells (stale content). Skipped unless include_freelist,
+    # which returns their rows marked 'freelist'.
+    pages_stale: int = 0
 
     def rows(self, table: str) -> list[Row]:
         t = self.tables.get(table)
@@ -216,24 +223,12 @@ _NUMERIC_TEXT = re.compile(r"\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*").ful
 _SCHEMA_TYPES = frozenset(("table", "index", "view", "trigger"))
 
 
-def _type_ok(aff: str | None, v) -> bool:
-    if aff is None or aff == "BLOB" or v is None:
-        return True
-    tv = type(v)
-    if aff == "TEXT":
-        return tv is str or tv is bytes
-    # INTEGER, NUMERIC, REAL: SQLite would have converted numeric-looking text
-    if tv is str:
-        return _NUMERIC_TEXT(v) is None
-    return True
-
-
 class _Candidate:
     """A table a record can be matched against (from the schema and/or a caller shape)."""
 
     __slots__ = ("table", "columns", "ncols", "order", "affs", "not_null", "alias_pos",
                  "checks", "min_cols", "td", "shape", "label", "without_rowid", "defaults",
-                 "strict_types")
+                 "strict_types", "check_pos", "plan")
 
     def __init__(self, table, columns, order, affs, not_null, alias_pos, checks, min_cols,
                  td=None, shape=None, label=None, without_rowid=False, defaults=None):
@@ -245,6 +240,18 @@ class _Candidate:
         self.not_null = not_null        # per record position
         self.alias_pos = alias_pos      # record position holding NULL for the rowid alias
         self.checks = checks            # per record position: callable or None
+        self.check_pos = tuple(i for i, c in enumerate(checks) if c is not None)
+        # what score() tests per record position, positions with nothing to test left out:
+        # (position, NOT NULL, 1 text affinity / 2 numeric affinity / None, check)
+        plan = []
+        for i in range(len(order)):
+            if i == alias_pos:
+                continue
+            aff = affs[i]
+            code = None if aff is None or aff == "BLOB" else 1 if aff == "TEXT" else 2
+            if not_null[i] or code is not None or checks[i] is not None:
+                plan.append((i, bool(not_null[i]), code, checks[i]))
+        self.plan = tuple(plan)
         self.min_cols = min_cols
         self.td = td
         self.shape = shape
@@ -257,26 +264,28 @@ class _Candidate:
         k = len(vals)
         if k > self.ncols or k < self.min_cols:
             return -1
-        hits = 0
-        affs = self.affs
-        nn = self.not_null
-        checks = self.checks
         ap = self.alias_pos
-        for i in range(k):
+        if ap is not None and ap < k and vals[ap] is not None:
+            return -1
+        hits = 0
+        for i, nn, aff, chk in self.plan:
+            if i >= k:
+                break
             v = vals[i]
-            if i == ap:
-                if v is not None:
-                    return -1
-                continue
             if v is None:
-                if nn[i]:
+                if nn:
                     return -1
                 continue
-            if not _type_ok(affs[i], v):
-                return -1
-            c = checks[i]
-            if c is not None:
-                if not c(v):
+            if aff is not None:
+                tv = type(v)
+                if aff == 1:
+                    if tv is not str and tv is not bytes:
+                        return -1
+                elif tv is str and _NUMERIC_TEXT(v) is not None:
+                    # SQLite would have converted numeric-looking text in a numeric column
+                    return -1
+            if chk is not None:
+                if not chk(v):
                     return -1
                 hits += 1
         return hits
@@ -482,6 +491,13 @@ class _Salvager:
         self.include_freelist = include_freelist
         self.claimed: dict[int, str] = {}       # pgno -> owner ('table:x', 'index:x', 'overflow', ...)
         self.missing: dict[str, list[tuple]] = {}  # table -> [(lo, hi)] rowid ranges behind bad pointers
+        # owners ('schema', 'table:x', 'index:x') whose b-tree walk was complete: root
+        # readable, every child pointer followed to a page of the tree, no interior cell
+        # unreadable. Every live page of such a tree was reached, so a page no walk reached
+        # that matches it can only be stale (freed) content.
+        self.complete: set[str] = set()
+        self.finished: set[str] = set()   # owners whose walk ran to its end
+        self.pages_stale = 0
         self.lost: list[LostRow] = []
         self.pages_unreadable = 0
         self.timed_out = False
@@ -637,6 +653,7 @@ class _Salvager:
         usable = self.usable
         stack = [(root, None, None)]
         first = True
+        complete = True
         while stack:
             self.check_time()
             pg, lo, hi = stack.pop()
@@ -648,6 +665,7 @@ class _Salvager:
                 if pg not in claimed:
                     self.pages_unreadable += 1
                 self.missing.setdefault(table_name, []).append((lo, hi))
+                complete = False
                 if counters is not None:
                     counters.missing_subtrees += 1
                 continue
@@ -662,8 +680,15 @@ class _Salvager:
                 kids = []
                 prev = lo
                 floor = hdr.header_offset + 12 + 2 * hdr.cell_count
+                lost_from = False     # after an unreadable cell: the lower bound of its rowids
+                if len(ptrs) != hdr.cell_count:
+                    complete = False
+                    lost_from = lo
                 for ptr in ptrs:
                     if ptr < floor or ptr + 5 > usable:
+                        if lost_from is False:
+                            lost_from = prev
+                        complete = False
                         if counters is not None:
                             counters.unreadable_cells += 1
                         continue
@@ -671,17 +696,27 @@ class _Salvager:
                         child = _U32.unpack_from(page, ptr)[0]
                         key, _ = read_varint_signed(page, ptr + 4)
                     except _ERRORS:
+                        if lost_from is False:
+                            lost_from = prev
+                        complete = False
                         if counters is not None:
                             counters.unreadable_cells += 1
                         continue
+                    if lost_from is not False:
+                        # the lost children's rows lie between the readable keys around them
+                        self.missing.setdefault(table_name, []).append((lost_from, key))
+                        lost_from = False
                     kids.append((child, prev, key))
                     prev = key
+                if lost_from is not False:
+                    self.missing.setdefault(table_name, []).append((lost_from, hi))
                 kids.append((hdr.right_child, prev, hi))
                 for k in reversed(kids):
                     if 1 <= k[0] <= self.npages:
                         stack.append(k)
                     else:
                         self.missing.setdefault(table_name, []).append((k[1], k[2]))
+                        complete = False
                         if counters is not None:
                             counters.missing_subtrees += 1
                 continue
@@ -691,6 +726,7 @@ class _Salvager:
             if not is_root and recs and not self._leaf_fits(recs, lo, hi, cand):
                 # the pointer led to somebody else's page: leave it to the orphan scan
                 self.missing.setdefault(table_name, []).append((lo, hi))
+                complete = False
                 if counters is not None:
                     counters.missing_subtrees += 1
                 continue
@@ -705,6 +741,9 @@ class _Salvager:
                     self.lost.append(LostRow(pg, rowid, tuple(vals), "btree", why, table_name))
             if recs:
                 on_rows(pg, recs)
+        self.finished.add(owner)
+        if complete:
+            self.complete.add(owner)
 
     @staticmethod
     def _leaf_fits(recs, lo, hi, cand) -> bool:
@@ -728,6 +767,7 @@ class _Salvager:
         """Walk an index b-tree (or a WITHOUT ROWID table): count, validate, optionally decode."""
         claimed = self.claimed
         stack = [root]
+        complete = True
         while stack:
             self.check_time()
             pg = stack.pop()
@@ -737,6 +777,7 @@ class _Salvager:
                 if pg not in claimed:
                     self.pages_unreadable += 1
                 counters.missing_subtrees += 1
+                complete = False
                 continue
             claimed[pg] = owner
             counters.pages += 1
@@ -751,12 +792,17 @@ class _Salvager:
             if on_records is not None and recs:
                 on_records(pg, recs)
             if interior:
+                if bad or len(kids) != hdr.cell_count:
+                    complete = False        # a child pointer could not be read
                 kids.append(hdr.right_child)
                 for k in reversed(kids):
                     if 1 <= k <= self.npages:
                         stack.append(k)
                     else:
                         counters.missing_subtrees += 1
+                        complete = False
+        if complete:
+            self.complete.add(owner)
 
 
 def _decode_partial(buf, dec) -> list:
@@ -850,8 +896,9 @@ def salvage(db_path, wal_path=None, *, include_freelist: bool = False, time_limi
     ``wal_path``: None looks for ``<db_path>-wal`` beside the file; False ignores any WAL;
     a path uses that file. ``shapes``: mapping table name -> TableShape or a sequence of
     them (legacy layouts), used to match pages whose table is not known from the schema.
-    ``include_freelist``: also return rows found on freelist pages and in freeblocks /
-    unallocated space of table pages, marked source='freelist' / 'freeblock'.
+    ``include_freelist``: also return rows found on freelist pages (and on freed pages the
+    freelist no longer lists: unreached pages of a table whose b-tree walk was complete) and
+    in freeblocks / unallocated space of table pages, marked source='freelist' / 'freeblock'.
     Only an unopenable ``db_path`` raises (OSError).
     """
     t0 = time.monotonic()
@@ -975,7 +1022,7 @@ def salvage(db_path, wal_path=None, *, include_freelist: bool = False, time_limi
         pages_unreadable=sv.pages_unreadable,
         pages_orphan=sum(1 for v in sv.claimed.values() if v.startswith("orphan")),
         timed_out=sv.timed_out, elapsed=time.monotonic() - t0, freelist=freelist,
-        problems=problems + sv.problems)
+        problems=problems + sv.problems, pages_stale=sv.pages_stale)
     src.close()
     return res
 
@@ -1174,13 +1221,32 @@ def _orphans(sv: _Salvager, schema, shape_map, tables, indexes, freelist, ptrmap
     # 4. schema rows on orphan pages (page 1 or a schema interior page destroyed)
     schema_pages = []
     seen_names = {e.name for e in schema}
+    schema_score = _SCHEMA_CAND.score
     for pg, (recs, bad, broken, source, local) in decoded.items():
         if source != "orphan" or not recs:
             continue
-        good = sum(1 for _r, v in recs if _SCHEMA_CAND.score(v) >= 1 and
-                   (v[4] is None or (isinstance(v[4], str) and v[4].lstrip()[:6].upper() == "CREATE")))
+        good = 0
+        misses_left = (len(recs) - 1) // 2     # more misses than this: not a majority
+        for _r, v in recs:
+            if len(v) == 5 and schema_score(v) >= 1 and \
+                    (v[4] is None or (isinstance(v[4], str) and v[4].lstrip()[:6].upper() == "CREATE")):
+                good += 1
+            else:
+                misses_left -= 1
+                if misses_left < 0:
+                    break
         if good * 2 > len(recs):
             schema_pages.append(pg)
+    if schema_pages and "schema" in sv.complete:
+        # sqlite_schema was read completely: these are freed schema pages (dropped objects)
+        for pg in schema_pages:
+            recs, _bad, _broken, _source, _local = decoded.pop(pg)
+            _stale_page(sv, pg, "sqlite_schema")
+            if sv.include_freelist:
+                for rowid, vals in recs:
+                    sv.lost.append(LostRow(pg, rowid, tuple(vals), "freelist",
+                                           "stale sqlite_schema page", "sqlite_schema"))
+        schema_pages = []
     if schema_pages:
         before = len(schema)
         for pg in sorted(schema_pages):
@@ -1225,16 +1291,41 @@ def _orphans(sv: _Salvager, schema, shape_map, tables, indexes, freelist, ptrmap
         if best is None:
             continue
         t = best[1]
+        src_name = "freelist" if source == "freelist" else "orphan"
+        if "table:" + t.name in sv.complete:
+            # the table's tree was read completely: a freed page of it (stale content)
+            _stale_page(sv, pg, t.name)
+            if not sv.include_freelist:
+                continue
+            src_name = "freelist"
+            live = {r.values for r in t.keyless if r.source == "btree"}
+        else:
+            live = ()
         for o in local:
             claimed[o] = "overflow"
         for v in recs:
             if t.cand.score(v) >= 0:
-                t.keyless.append(Row(None, t.fin(v, None), "freelist" if source == "freelist" else "orphan", pg))
+                row = Row(None, t.fin(v, None), src_name, pg)
+                if row.values not in live:
+                    t.keyless.append(row)
             else:
                 sv.lost.append(LostRow(pg, None, tuple(v), source, "record does not fit its page's table", t.name))
 
     # 6. match orphan table leaves to tables
     cands = [c for c in _candidates(tables, shape_map) if c is not _SCHEMA_CAND and not c.without_rowid]
+    complete = {name for name in tables if "table:" + name in sv.complete}
+    # tables that may have live pages of any rowid range among the orphans (a walk that ended
+    # knows the rowid range of everything it lost): in the schema but never walked to the
+    # end; known only by shape while the schema itself was not read completely (a table
+    # missing from a completely read schema was dropped, or never existed)
+    schema_complete = "schema" in sv.complete
+    open_ended = set()
+    for c in cands:
+        if "table:" + c.table in sv.finished:
+            continue
+        t = tables.get(c.table)
+        if (t is not None and t.td is not None) or not schema_complete:
+            open_ended.add(c.table)
     group_table: dict[int, str] = {}
     # decide pages with structural evidence first, then by records
     order = sorted(decoded, key=lambda p: (p not in ptr_owner, decoded[p][3] == "freelist", p))
@@ -1244,40 +1335,64 @@ def _orphans(sv: _Salvager, schema, shape_map, tables, indexes, freelist, ptrmap
         grp = group_of(pg)
         cand = None
         owner = ptr_owner.get(pg)
+        stale_tie = stale = False
         if owner is not None and owner in tables and tables[owner].cand is not None:
             c = tables[owner].cand
             if sum(1 for _r, v in recs if c.score(v) >= 0) * 2 >= len(recs):
                 cand = c
         if cand is None:
-            cand = _pick_candidate(sv, cands, recs, group_table.get(grp))
+            cand, stale_tie = _pick_candidate(sv, cands, recs, group_table.get(grp), complete,
+                                              open_ended)
+        if cand is None and stale_tie and source == "orphan":
+            # as good a match for several tables, all read completely: stale either way
+            stale = True
+            _stale_page(sv, pg, None)
+            if not sv.include_freelist:
+                continue
+            source = "freelist"
         if cand is None:
             for rowid, vals in recs:
                 sv.lost.append(LostRow(pg, rowid, tuple(vals), source, "no matching table"))
             if broken:
                 for rowid, vals, why in broken:
                     sv.lost.append(LostRow(pg, rowid, tuple(vals), source, why))
-            claimed[pg] = "orphan-unmatched"
+            if not stale:
+                claimed[pg] = "orphan-unmatched"
             continue
         group_table.setdefault(grp, cand.table)
+        if cand.table in complete and source == "orphan":
+            # every live leaf of this table was reached by its walk: this page was freed and
+            # kept its old cells (a freelist the file no longer lists, e.g. a garbage trunk)
+            stale = True
+            _stale_page(sv, pg, cand.table)
+            if not sv.include_freelist:
+                continue
+            source = "freelist"
         t = tables.get(cand.table)
         if t is None:
             t = _Table(cand.table, cand.columns, cand, None,
                        cand.shape.create_sql if cand.shape is not None else None, None)
             t.out.shape = cand.label
             tables[cand.table] = t
-        claimed[pg] = "orphan:" + cand.table
+        if not stale:
+            claimed[pg] = "orphan:" + cand.table
         for o in local:
             claimed[o] = "overflow"
         t.out.unreadable_cells += bad
         fin = t.finalizer_for(cand)
         src_name = "freelist" if source == "freelist" else "orphan"
+        score = cand.score
+        by_rowid = None if cand.without_rowid else t.by_rowid
         for rowid, vals in recs:
-            if cand.score(vals) < 0:
+            if score(vals) < 0:
                 sv.lost.append(LostRow(pg, rowid, tuple(vals), source,
                                        "record does not fit its page's table", cand.table))
                 continue
-            row = Row(None if cand.without_rowid else rowid, fin(vals, rowid), src_name, pg)
-            t.add(row)
+            # as t.add(): the first row seen for a rowid wins (b-tree rows were added first)
+            if by_rowid is None:
+                t.keyless.append(_tnew(Row, (None, fin(vals, rowid), src_name, pg)))
+            elif rowid not in by_rowid:
+                by_rowid[rowid] = _tnew(Row, (rowid, fin(vals, rowid), src_name, pg))
         if broken:
             for rowid, vals, why in broken:
                 sv.lost.append(LostRow(pg, rowid, tuple(vals), source, why, cand.table))
@@ -1309,40 +1424,110 @@ def _ptrmap_owner(sv: _Salvager, pg: int, ptrmaps: set[int]) -> str | None:
     return None
 
 
-def _pick_candidate(sv: _Salvager, cands: list[_Candidate], recs, group_hint: str | None):
+def _stale_page(sv: _Salvager, pg: int, table: str | None) -> None:
+    """Count a page no walk reached whose records belong to a completely walked tree."""
+    sv.pages_stale += 1
+    sv.claimed[pg] = "stale:" + (table or "?")
+
+
+_PICK_PROBE = 2      # records of a page's sample scored against every candidate first
+
+
+def _pick_candidate(sv: _Salvager, cands: list[_Candidate], recs, group_hint: str | None,
+                    complete: set[str] = frozenset(), open_ended: set[str] = frozenset()):
+    """The candidate whose shape the page's records fit best: (candidate, stale_tie).
+
+    A candidate must fit a majority of a sample of the records. Among those the ranking key
+    is: records fitting, the orphan group's table, then a table that can have live pages
+    with these rowids that its walk did not reach: the rowid range lies behind one of its
+    broken pointers or unreadable interior cells, or its walk never ended (``open_ended``).
+    So a page that fits a completely read table as well as one that lost pages in that
+    rowid range goes to the latter: the former has all its live pages. Then full-length
+    records, check hits, a schema table. A tie between tables gives None (lost_and_found
+    rather than a guess); ``stale_tie`` is True when every table in the tie was read
+    completely (the page is stale whichever it is).
+
+    Cheap, with the same answer as scoring the whole sample against every candidate: the
+    first few sampled records are scored against every candidate, giving each an upper
+    bound of its key (records fitting at most: sample less the probe's misses; full-length
+    records and check hits at most what the remaining records could give). Candidates are
+    then scored in full best bound first, until a bound falls below the best key found.
+    On a page whose first records decide the table, only that table's best shape is
+    scored against the rest of the sample.
+    """
     if not cands:
-        return None
+        return None, False
     sample = recs if len(recs) <= 12 else recs[:6] + recs[-6:]
-    best_key = None
-    best = []
-    for c in cands:
-        ok = 0
-        exact = 0
-        hits = 0
-        for _rowid, vals in sample:
-            s = c.score(vals)
-            if s >= 0:
+    n = len(sample)
+    need = n // 2 + 1                      # ok * 2 > n
+    probe = sample[:_PICK_PROBE]
+    rest = sample[_PICK_PROBE:]
+    nrest = len(rest)
+    staged = []
+    for i, c in enumerate(cands):
+        score = c.score
+        ok = exact = hits = 0
+        for _rowid, vals in probe:
+            sc = score(vals)
+            if sc >= 0:
                 ok += 1
-                hits += s
+                hits += sc
                 if len(vals) == c.ncols:
                     exact += 1
-        if ok * 2 <= len(sample):
+        if ok + nrest >= need:
+            staged.append((-(ok + nrest), i, ok, exact, hits, c))
+    staged.sort()                          # most records possibly fitting first, then candidate order
+    lo = hi = None
+    best_key = None
+    best = []
+    for neg_ub, i, ok, exact, hits, c in staged:
+        ub = -neg_ub
+        if best_key is not None and ub < best_key[0]:
+            break                          # neither this one nor any after can win or tie
+        table = c.table
+        gaps = sv.missing.get(table)
+        in_gap = False
+        if gaps:
+            if lo is None:
+                lo = min(r for r, _v in recs)
+                hi = max(r for r, _v in recs)
+            in_gap = any((a is None or lo > a) and (b is None or hi <= b) for a, b in gaps)
+        head = (ub, table == group_hint, in_gap, table in open_ended)
+        td = c.td is not None
+        ncols = c.ncols
+        if best_key is not None and ub == best_key[0]:
+            if head < best_key[:4]:
+                continue
+            if head == best_key[:4]:
+                # as good so far: bound full-length records and check hits by what the rest
+                # of the sample could give
+                cp = c.check_pos
+                more_exact = sum(1 for _r, v in rest if len(v) == ncols)
+                more_hits = sum(1 for _r, v in rest for j in cp if j < len(v) and v[j] is not None)
+                if (*head, exact + more_exact, hits + more_hits, td) < best_key:
+                    continue
+        score = c.score
+        for _rowid, vals in rest:
+            sc = score(vals)
+            if sc >= 0:
+                ok += 1
+                hits += sc
+                if len(vals) == ncols:
+                    exact += 1
+        if ok < need:
             continue
-        lo = min(r for r, _v in recs)
-        hi = max(r for r, _v in recs)
-        in_gap = any((a is None or lo > a) and (b is None or hi <= b)
-                     for a, b in sv.missing.get(c.table, ()))
-        key = (ok, c.table == group_hint, in_gap, exact, hits, c.td is not None)
+        key = (ok, *head[1:], exact, hits, td)
         if best_key is None or key > best_key:
             best_key = key
-            best = [c]
+            best = [(i, c)]
         elif key == best_key:
-            best.append(c)
+            best.append((i, c))
     if not best:
-        return None
-    if len({c.table for c in best}) > 1:
-        return None          # ambiguous between tables: lost_and_found rather than a guess
-    return best[0]
+        return None, False
+    tied = {c.table for _i, c in best}
+    if len(tied) > 1:
+        return None, tied <= complete      # ambiguous between tables: lost_and_found rather than a guess
+    return min(best, key=itemgetter(0))[1], False   # the first in candidate order, as before
 
 
 def _carve_freeblocks(sv: _Salvager, tables: dict[str, _Table]) -> None:
@@ -1352,6 +1537,7 @@ def _carve_freeblocks(sv: _Salvager, tables: dict[str, _Table]) -> None:
         if t.cand is not None and not t.out.without_rowid:
             by_owner["table:" + name] = t
             by_owner["orphan:" + name] = t
+            by_owner["stale:" + name] = t
     for pg, owner in list(sv.claimed.items()):
         t = by_owner.get(owner)
         if t is None:
