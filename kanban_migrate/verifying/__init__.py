@@ -43,7 +43,7 @@ def verify(path: str | os.PathLike, *, full: bool = False,
     shown = str(path)
     report = VerifyReport(shown)
     try:
-        facts, found = checks.inspect_file(path)
+        facts, found = checks.inspect_file(path, defer_header=True)
     except FileNotFoundError:
         raise MissingBoard("no such file", "check the path", path=shown) from None
     except OSError as exc:
@@ -57,6 +57,8 @@ def verify(path: str | os.PathLike, *, full: bool = False,
         except Exception as exc:  # noqa: BLE001 - a report, never a traceback
             report.findings.append(Finding("integrity", "error", f"verify stopped: {type(exc).__name__}: {exc}",
                                            hint="report this as a bug of kanban-migrate, with the board if possible"))
+    if not facts.header_checked:
+        report.findings.extend(checks.header_problems(facts))
     report.sort()
     return report
 
@@ -115,15 +117,17 @@ def _run(facts: checks.FileFacts, report: VerifyReport, uri: str, *, full: bool,
                                   name="verify-integrity", daemon=True)
         helper.start()
         threads.append(helper)
+        report.findings.extend(checks.header_problems(facts))  # imports the salvage reader meanwhile
 
         from ..fingerprint import fingerprint
 
         fp = fingerprint(board)  # imports head (SQLAlchemy) while the PRAGMA runs
         report.shape = str(fp) if fp.is_kanban else fp.shape
         jobs: list[data.Job] = []
+        p = None
         if fp.is_kanban:
             p = data.plan(board, conn)
-            jobs, units = p.jobs, p.units
+            jobs, units = list(p.jobs), p.units
         for table, t in board.tables.items():
             if t.foreign_keys:
                 unit = data.Call(f"foreign keys {table}", lambda c, tb=table: checks.check_foreign_keys(c, tb),
@@ -151,6 +155,8 @@ def _run(facts: checks.FileFacts, report: VerifyReport, uri: str, *, full: bool,
         _work(conn, work)
         for th in threads:
             th.join()
+        if p is not None:
+            data.finish(p, conn)
     finally:
         conn.close()
     report.findings.extend(integrity)

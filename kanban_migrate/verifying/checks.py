@@ -58,6 +58,7 @@ class FileFacts:
     wal_pending: bool | None = None  # committed frames not yet in the main file (None: unknown)
     wal_frames: int = 0
     openable: bool = True  # False: SQLite must not even be tried
+    header_checked: bool = False  # header_problems() ran
     notes: list[str] = field(default_factory=list)
 
 
@@ -74,8 +75,12 @@ def parse_header(data: bytes):
         return DbHeader(f[0], 65536 if f[1] == 1 else f[1], *f[2:])
 
 
-def inspect_file(path: str | os.PathLike) -> tuple[FileFacts, list[Finding]]:
-    """Stat, header, size, sidecars and backups. Raises FileNotFoundError for a missing path."""
+def inspect_file(path: str | os.PathLike, *, defer_header: bool = False) -> tuple[FileFacts, list[Finding]]:
+    """Stat, header, size, sidecars and backups. Raises FileNotFoundError for a missing path.
+
+    With ``defer_header``, the header's sanity checks beyond what opening needs (magic, length,
+    journal mode) are left to :func:`header_problems`, which the caller runs later (it imports
+    the salvage package's file-format reader: the caller starts SQLite's work first)."""
     shown = str(path)
     raw = Path(path)
     st = raw.stat()  # FileNotFoundError propagates: a usage error, not a finding
@@ -104,7 +109,7 @@ def inspect_file(path: str | os.PathLike) -> tuple[FileFacts, list[Finding]]:
         out.append(Finding("file", "warning", "empty file (0 bytes): a placeholder, not a board yet",
                            hint="run 'kanban-migrate upgrade --create' on it to make a new board at head"))
         return facts, out
-    out.extend(check_header(facts))
+    out.extend(check_header(facts, problems=not defer_header))
     if not facts.openable:
         return facts, out
     out.extend(check_wal(facts))
@@ -112,8 +117,9 @@ def inspect_file(path: str | os.PathLike) -> tuple[FileFacts, list[Finding]]:
     return facts, out
 
 
-def check_header(facts: FileFacts) -> list[Finding]:
-    """Magic string, page size, reserved bytes, format numbers, file size against the page count."""
+def check_header(facts: FileFacts, *, problems: bool = True) -> list[Finding]:
+    """Magic string, page size, reserved bytes, format numbers, file size against the page count
+    (the last four only with ``problems``; else see :func:`header_problems`)."""
     data = facts.header
     if not data.startswith(MAGIC):
         facts.openable = False
@@ -125,8 +131,17 @@ def check_header(facts: FileFacts) -> list[Finding]:
         facts.openable = False
         return [Finding("file", "error", f"truncated SQLite file ({facts.size} bytes, shorter than its header)",
                         hint=HINT_RECOVER)]
+    facts.wal_mode = data[18] == 2 and data[19] == 2  # file format write/read versions: 2 is WAL
+    return header_problems(facts) if problems else []
+
+
+def header_problems(facts: FileFacts) -> list[Finding]:
+    """The header's sanity checks (see :meth:`DbHeader.problems`), for a header with the magic."""
+    data = facts.header
+    facts.header_checked = True
+    if len(data) < 100 or not data.startswith(MAGIC):
+        return []
     hdr = parse_header(data)
-    facts.wal_mode = hdr.write_version == 2 and hdr.read_version == 2
     facts.page_size = hdr.page_size if hdr.page_size_valid else 0
     problems = hdr.problems(facts.size)
     if not problems:

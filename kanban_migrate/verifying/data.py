@@ -84,8 +84,15 @@ def prepare(conn: sqlite3.Connection, *, python_json: bool = False) -> None:
 
 
 # ---- building blocks -------------------------------------------------------------------------------
-def _sql_set(values) -> str:
-    return "(" + ", ".join("'" + v.replace("'", "''") + "'" for v in sorted(values)) + ")"
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _in_set(expr: str, values) -> str:
+    """1 when ``expr`` is one of ``values``, else 0 (NULL too): a CASE, that is a few comparisons
+    per row where IN looks each row up in a temporary index."""
+    whens = " ".join(f"WHEN {_literal(v)} THEN 1" for v in sorted(values))
+    return f"(CASE {expr} {whens} ELSE 0 END)"
 
 
 def _is_text(declared: str) -> bool:
@@ -102,18 +109,22 @@ def rowid_name(t: Table) -> str | None:
 
 
 def nul_expr(column: str, *, long: bool = False) -> str:
-    """True when the column holds a text value with a NUL byte in it (a BLOB may hold NULs).
+    """True when the column holds a text value with a NUL byte in it (a BLOB may hold NULs)."""
+    return nul_test(quote(column), long=long)
+
+
+def nul_test(x: str, *, long: bool = False) -> str:
+    """True when the SQL expression ``x`` is a text value with a NUL byte in it.
 
     Short values: ``instr`` (which searches the whole value, not up to the first NUL). Long
     values: ``printf('%s')`` keeps the text up to the first NUL, so it differs from the value
     exactly when the value has one (compared as BLOBs: byte for byte, whatever the collation).
-    ``typeof`` runs only for the rare row that matched."""
-    c = quote(column)
+    ``typeof`` runs only for the rare value that matched."""
     if long:
-        probe = f"CAST(printf('%s', {c}) AS BLOB) <> CAST({c} AS BLOB)"
+        probe = f"CAST(printf('%s', {x}) AS BLOB) <> CAST({x} AS BLOB)"
     else:
-        probe = f"instr({c}, char(0)) > 0"
-    return f"({probe} AND typeof({c}) = 'text')"
+        probe = f"instr({x}, char(0)) > 0"
+    return f"({probe} AND typeof({x}) = 'text')"
 
 
 @dataclass
@@ -142,6 +153,7 @@ class Scan:
     def __init__(self, table: str, key: str, flags: list[Flag], rowid: str | None):
         self.table, self.key, self.flags, self.rowid = table, key, flags, rowid
         self.findings: list[Finding] = []
+        self.by_flag: dict[int, Finding] = {}  # flag index -> its finding
         self._lock = threading.Lock()
         self._pending = 0
         self._counts = [0] * len(flags)
@@ -176,7 +188,8 @@ class Scan:
         if conn is None or size is None or self.rowid is None:
             return [None]
         try:
-            lo, hi = conn.execute(f"SELECT min({self.rowid}), max({self.rowid}) FROM {quote(self.table)}").fetchone()
+            t = quote(self.table)  # two subqueries: each is one b-tree descent (together they scan)
+            lo, hi = conn.execute(f"SELECT (SELECT min({self.rowid}) FROM {t}), (SELECT max({self.rowid}) FROM {t})").fetchone()
         except sqlite3.Error:
             return [None]
         if not isinstance(lo, int) or not isinstance(hi, int) or hi - lo < 2 * size:
@@ -236,9 +249,16 @@ class Scan:
                 out.append(_stopped(self.table, exc))
                 continue
             shown = ", ".join(repr(v) for v in values)
-            out.append(Finding("data", f.severity, f.message.format(n=n, table=self.table, values=shown),
-                               table=self.table, hint=f.hint, count=n, examples=examples))
+            finding = Finding("data", f.severity, f.message.format(n=n, table=self.table, values=shown),
+                              table=self.table, hint=f.hint, count=n, examples=examples)
+            self.by_flag[self.flags.index(f)] = finding
+            out.append(finding)
         self.findings = out
+
+    def run_all(self, conn: sqlite3.Connection) -> None:
+        """Count and sample on ``conn`` now, in one pass (no ranges)."""
+        self._pending = 1
+        self._count(conn, None)
 
 
 def _stopped(table: str, exc: Exception) -> Finding:
@@ -259,15 +279,22 @@ def _key(board: Schema, table: str) -> str:
 
 
 # ---- the flags -------------------------------------------------------------------------------------
-def _nul_flag(board: Schema, table: str, skip: tuple[str, ...] = ()) -> Flag | None:
-    t = board.tables[table]
-    cols = [c.name for c in t.columns.values() if _is_text(c.type) and c.name not in skip]
+def text_columns(board: Schema, table: str) -> list[str]:
+    return [c.name for c in board.tables[table].columns.values() if _is_text(c.type)]
+
+
+def _nul_flag(board: Schema, table: str, skip=()) -> Flag | None:
+    cols = [c for c in text_columns(board, table) if c not in skip]
     if not cols:
         return None
     # Short columns first: a row with a NUL stops the OR early, before the long ones.
     cols.sort(key=lambda c: c in LONG_TEXT)
     expr = "(" + " OR ".join(nul_expr(c, long=c in LONG_TEXT) for c in cols) + ")"
     return Flag(expr, "warning", "{n} row(s) of {table} with a NUL byte in a text column", hint=HINT_NUL)
+
+
+#: Columns whose values are JSON: a NUL in them makes them invalid JSON (that finding instead).
+JSON_COLUMNS = {"tasks": ("skills",), "task_events": ("payload",), "task_runs": ("metadata",)}
 
 
 def _json_flag(column: str) -> Flag:
@@ -281,7 +308,7 @@ def _json_flag(column: str) -> Flag:
 
 def _value_flag(column: str, allowed, *, nullable: bool, what: str) -> Flag:
     c = quote(column)
-    expr = f"{c} NOT IN {_sql_set(allowed)}"
+    expr = f"NOT {_in_set(c, allowed)}"
     expr = f"({c} IS NOT NULL AND {expr})" if nullable else f"({c} IS NULL OR {expr})"
     return Flag(expr, "warning", "{n} row(s) of {table} with an unknown " + what + " ({values})",
                 hint="a newer application or a fork wrote them, or the rows are damaged; "
@@ -290,7 +317,8 @@ def _value_flag(column: str, allowed, *, nullable: bool, what: str) -> Flag:
 
 
 def table_flags(board: Schema, table: str) -> list[Flag]:
-    """The flags that fit ``table`` as this board has it (spec section 3)."""
+    """The flags that fit ``table`` as this board has it (spec section 3), but the NUL search
+    (see :func:`plan`)."""
     from .. import head
 
     has = board.has_column
@@ -300,7 +328,6 @@ def table_flags(board: Schema, table: str) -> list[Flag]:
             flags.append(_value_flag("status", head.TASK_STATUSES, nullable=False, what="status"))
         if has("tasks", "skills"):
             flags.append(_json_flag("skills"))
-        flags.append(_nul_flag(board, "tasks", skip=("skills",)))
         if has("tasks", "id") and has("tasks", "current_run_id"):
             cr = '"tasks"."current_run_id"'
             if board.has_table("task_runs") and has("task_runs", "task_id") and has("task_runs", "id"):
@@ -319,13 +346,12 @@ def table_flags(board: Schema, table: str) -> list[Flag]:
     elif table == "task_events":
         if has("task_events", "kind"):
             old = head.EVENT_KIND_RENAMES
-            flags.append(Flag(f"kind IN {_sql_set(old)}", "warning",
+            flags.append(Flag(_in_set("kind", old), "warning",
                               "{n} event(s) of {table} with a kind the upgrade renames ({values})",
                               hint=HINT_UPGRADE + " (it renames " +
                                    ", ".join(f"{a} -> {b}" for a, b in old.items()) + ")", value="kind"))
         if has("task_events", "payload"):
             flags.append(_json_flag("payload"))
-        flags.append(_nul_flag(board, "task_events", skip=("payload",)))
     elif table == "task_runs":
         if has("task_runs", "status"):
             flags.append(_value_flag("status", head.RUN_STATUSES, nullable=False, what="run status"))
@@ -333,17 +359,13 @@ def table_flags(board: Schema, table: str) -> list[Flag]:
             flags.append(_value_flag("outcome", head.RUN_OUTCOMES, nullable=True, what="run outcome"))
         if has("task_runs", "metadata"):
             flags.append(_json_flag("metadata"))
-        flags.append(_nul_flag(board, "task_runs", skip=("metadata",)))
     elif table == "kanban_notify_subs":
         if has("kanban_notify_subs", "delivery_mode"):
             flags.append(_value_flag("delivery_mode", head.DELIVERY_MODES, nullable=False, what="delivery mode"))
-        flags.append(_nul_flag(board, "kanban_notify_subs"))
-    elif table in ("task_comments", "task_attachments", "task_links"):
-        flags.append(_nul_flag(board, table))
     return [f for f in flags if f is not None]
 
 
-#: The tables scanned, with the relative cost of their pass (largest first).
+#: The tables scanned, with the relative cost of their pass.
 SCANNED = {"task_events": 100, "tasks": 80, "task_comments": 10, "task_runs": 10, "kanban_notify_subs": 5,
            "task_attachments": 3, "task_links": 3}
 
@@ -352,41 +374,143 @@ SCANNED = {"task_events": 100, "tasks": 80, "task_comments": 10, "task_runs": 10
 @dataclass
 class Plan:
     jobs: list[Job] = field(default_factory=list)
-    #: Where the findings appear, in report order: each unit's ``.findings`` once every job ran.
+    #: Where the findings appear, in report order: each unit's ``.findings`` once every job ran
+    #: and :func:`finish` was called.
     units: list = field(default_factory=list)
+    followups: list = field(default_factory=list)
 
 
 def plan(board: Schema, conn: sqlite3.Connection | None = None) -> Plan:
     """The data checks that fit the tables and columns this board has. With ``conn``, big
-    tables are cut into rowid ranges (read from it)."""
+    tables are cut into rowid ranges (read from it).
+
+    The task column of a child table is read for the referential check anyway, through its
+    index and once per distinct value: the NUL search of that column happens there, not once
+    per row in the table's scan. Only if a task id holds a NUL is the table's NUL count redone
+    over every text column (:class:`NulRecount`)."""
     from .. import head
 
     p = Plan()
     tables = board.tables
     has = board.has_column
-    for table, cost in SCANNED.items():
-        if table not in tables:
-            continue
-        flags = table_flags(board, table)
-        if not flags:
-            continue
-        scan = Scan(table, _key(board, table), flags, rowid_name(tables[table]))
-        p.units.append(scan)
-        p.jobs.extend(scan.jobs(conn, cost))
-
+    references: dict[str, list[Orphans]] = {}
     if "tasks" in tables and has("tasks", "id"):
         children = [(t, c) for t, c in head.TASK_CHILDREN.items() if t in tables and has(t, c)]
         children += [("task_links", c) for c in ("parent_id", "child_id") if "task_links" in tables and has("task_links", c)]
         for table, column in children:
-            name = f"orphans {table}" + (f".{column}" if table == "task_links" else "")
-            unit = Call(name, lambda c, t=table, col=column: orphans(c, board, t, col), table=table)
+            unit = Orphans(board, table, column, nul=column in text_columns(board, table))
+            references.setdefault(table, []).append(unit)
+
+    for table, cost in SCANNED.items():
+        if table not in tables:
+            continue
+        flags = table_flags(board, table)
+        json_cols = JSON_COLUMNS.get(table, ())
+        searched = tuple(u.column for u in references.get(table, ()) if u.nul)
+        nul = _nul_flag(board, table, skip=json_cols + searched)
+        if nul is not None:
+            flags.append(nul)
+        scan = None
+        if flags:
+            scan = Scan(table, _key(board, table), flags, rowid_name(tables[table]))
+            p.units.append(scan)
+            p.jobs.extend(scan.jobs(conn, cost))
+        if searched:
+            full = _nul_flag(board, table, skip=json_cols)
+            recount = NulRecount(scan, nul, Scan(table, _key(board, table), [full], rowid_name(tables[table])),
+                                 references[table])
+            p.units.append(recount)
+            p.followups.append(recount)
+
+    for units in references.values():
+        for unit in units:
             p.units.append(unit)
-            p.jobs.append(unit.job(30 if table == "task_events" else 5))
+            p.jobs.append(Job(unit.name, unit.run, 30 if unit.table == "task_events" else 5))
     p.jobs.sort(key=lambda j: -j.cost)
     return p
 
 
+def finish(p: Plan, conn: sqlite3.Connection) -> None:
+    """The follow-ups that depend on several jobs; call it once every job ran."""
+    for unit in p.followups:
+        unit.run(conn)
+
+
+class NulRecount:
+    """The NUL count of a table whose task column(s) were searched through their distinct values:
+    nothing to do unless one of them held a NUL; then the table's rows are counted again over every
+    text column (a row with NULs in several columns counts once) and that finding replaces the
+    one of the scan."""
+
+    def __init__(self, scan: Scan | None, fast: Flag | None, full: Scan, sources: list[Orphans]):
+        self.scan, self.fast, self.full, self.sources = scan, fast, full, sources
+        self.findings: list[Finding] = []
+
+    def run(self, conn: sqlite3.Connection) -> None:
+        if not any(u.nul_found for u in self.sources):
+            return
+        self.full.run_all(conn)
+        if self.scan is not None and self.fast is not None:
+            old = self.scan.by_flag.get(self.scan.flags.index(self.fast))
+            if old is not None:
+                self.scan.findings.remove(old)
+        self.findings = self.full.findings
+
+
 # ---- the referential checks ----------------------------------------------------------------------
+class Orphans:
+    """Rows of ``table`` whose task does not exist. The distinct task ids come first (an index on
+    the task column makes that one pass over the index), each is looked up once; only when some
+    are missing are their rows counted. With ``nul``, the distinct ids are searched for NUL bytes
+    too (``nul_found``)."""
+
+    def __init__(self, board: Schema, table: str, column: str, *, nul: bool):
+        self.board, self.table, self.column, self.nul = board, table, column, nul
+        self.name = f"orphans {table}" + (f".{column}" if table == "task_links" else "")
+        self.findings: list[Finding] = []
+        self.nul_found = False
+
+    def run(self, conn: sqlite3.Connection) -> None:
+        try:
+            self.findings = self._run(conn)
+        except sqlite3.Error as exc:
+            self.findings = [_stopped(self.table, exc)]
+            self.nul_found = self.nul  # unknown: let the recount decide
+        except Exception as exc:  # noqa: BLE001 - a finding, never a traceback
+            self.findings = [Finding("data", "error", f"{self.name} stopped: {type(exc).__name__}: {exc}",
+                                     table=self.table)]
+            self.nul_found = self.nul
+
+    def _run(self, conn: sqlite3.Connection) -> list[Finding]:
+        c, t, table = quote(self.column), quote(self.table), self.table
+        gone = "NOT EXISTS (SELECT 1 FROM tasks WHERE tasks.id = g.tid)"
+        where = f"{gone} OR {nul_test('g.tid')}" if self.nul else gone
+        sql = f"SELECT g.tid, {gone} FROM (SELECT DISTINCT {c} AS tid FROM {t}) AS g WHERE {where}"
+        tids = []
+        for tid, missing in conn.execute(sql):
+            if missing:
+                if len(tids) < MAX_EXAMPLES:
+                    tids.append(tid)
+            else:
+                self.nul_found = True
+        if not tids:
+            return []
+        (count,) = conn.execute(f"SELECT count(*) FROM {t} AS x WHERE NOT EXISTS "
+                                f"(SELECT 1 FROM tasks WHERE tasks.id = x.{c})").fetchone()
+        key = _key(self.board, table)
+        marks = ", ".join("?" * len(tids))
+        examples = [r[0] for r in conn.execute(
+            f"SELECT {key} FROM {t} WHERE {c} IN ({marks}) LIMIT {MAX_EXAMPLES}", tids)]
+        if None in tids and len(examples) < MAX_EXAMPLES:  # a NULL task id is missing too; IN does not match it
+            examples += [r[0] for r in conn.execute(
+                f"SELECT {key} FROM {t} WHERE {c} IS NULL LIMIT {MAX_EXAMPLES - len(examples)}")]
+        what = {"parent_id": " (parent)", "child_id": " (child)"}.get(self.column, "")
+        tasks = ", ".join(map(repr, tids))
+        return [Finding("data", "warning",
+                        f"{count} row(s) of {table} belong to a task{what} that does not exist ({tasks})",
+                        table=table, hint=HINT_ORPHANS, count=count, examples=examples)]
+
+
 class Call:
     """A unit of one job: ``fn(conn)`` returns its findings; an exception becomes a finding."""
 
@@ -407,33 +531,3 @@ class Call:
 
     def job(self, cost: int) -> Job:
         return Job(self.name, self.run, cost)
-
-
-def orphans(conn: sqlite3.Connection, board: Schema, table: str, column: str) -> list[Finding]:
-    """Rows of ``table`` whose task does not exist. The distinct task ids come first (an index on
-    the task column makes that one pass over the index), each is looked up once; only when some
-    are missing are their rows counted."""
-    c = quote(column)
-    t = quote(table)
-    missing_sql = (f"SELECT g.tid FROM (SELECT DISTINCT {c} AS tid FROM {t}) AS g "
-                   f"WHERE NOT EXISTS (SELECT 1 FROM tasks WHERE tasks.id = g.tid)")
-    try:
-        tids = [r[0] for r in conn.execute(missing_sql + f" LIMIT {MAX_EXAMPLES}")]
-        if not tids:
-            return []
-        (count,) = conn.execute(f"SELECT count(*) FROM {t} AS x WHERE NOT EXISTS "
-                                f"(SELECT 1 FROM tasks WHERE tasks.id = x.{c})").fetchone()
-        key = _key(board, table)
-        marks = ", ".join("?" * len(tids))
-        examples = [r[0] for r in conn.execute(
-            f"SELECT {key} FROM {t} WHERE {c} IN ({marks}) LIMIT {MAX_EXAMPLES}", tids)]
-        if None in tids:  # a NULL task id is missing too; IN does not match it
-            examples += [r[0] for r in conn.execute(
-                f"SELECT {key} FROM {t} WHERE {c} IS NULL LIMIT {MAX_EXAMPLES - len(examples)}")]
-    except sqlite3.Error as exc:
-        return [_stopped(table, exc)]
-    what = {"parent_id": " (parent)", "child_id": " (child)"}.get(column, "")
-    tasks = ", ".join(map(repr, tids))
-    return [Finding("data", "warning",
-                    f"{count} row(s) of {table} belong to a task{what} that does not exist ({tasks})",
-                    table=table, hint=HINT_ORPHANS, count=count, examples=examples)]
