@@ -9,15 +9,14 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 import corruption as C
-from conftest import dir_state, pragma_rows, rows, sha256, tables
+from conftest import dir_state, pragma_rows, rows, sha256
 from kanban_migrate import head, schema
-from kanban_migrate.errors import BoardBusy, ExitCode, Refused
+from kanban_migrate.errors import ExitCode, Refused
 from kanban_migrate.recovering import recover
 from kanban_migrate.upgrading import upgrade
 
