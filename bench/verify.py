@@ -7,7 +7,9 @@ upgraded to head and cached under ``bench/_work/``, this times, alternating, sev
 * ``kanban-migrate verify --full BOARD`` vs ``python -c`` running ``PRAGMA integrity_check``
 
 and prints the medians and their ratios (target: <= 1.3 each). Every timing is a fresh
-subprocess, so interpreter start-up is in both sides of each ratio.
+subprocess, so interpreter start-up is in both sides of each ratio. The CPU time (user + system)
+of each side is printed too: on a shared machine it moves less than the wall-clock time, and
+``verify`` on 2 cores cannot take less wall-clock time than about half its CPU time.
 
     .venv/bin/python bench/verify.py [--rounds 5] [--tasks 170000]
 """
@@ -16,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -90,13 +94,16 @@ ANCHOR = (
 )
 
 
-def _time(cmd: list[str]) -> float:
+def _time(cmd: list[str]) -> tuple[float, float]:
+    """(wall-clock seconds, CPU seconds: user + system) of one run of ``cmd``."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     dt = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode not in (0, 1):
         raise SystemExit(f"{cmd} failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    return dt
+    return dt, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
 
 
 def _verify_cmd(path: Path, *extra: str) -> list[str]:
@@ -120,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--tasks", type=int, default=170_000)
     ap.add_argument("--build-only", action="store_true")
+    ap.add_argument("-v", "--verbose", action="store_true", help="print every run's time")
     args = ap.parse_args(argv)
 
     path = build(args.tasks)
@@ -139,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         "quick": (_verify_cmd(path), [sys.executable, "-c", ANCHOR.format(pragma="quick_check"), str(path)]),
         "full": (_verify_cmd(path, "--full"), [sys.executable, "-c", ANCHOR.format(pragma="integrity_check"), str(path)]),
     }
-    times: dict[str, dict[str, list[float]]] = {k: {"verify": [], "anchor": []} for k in pairs}
+    times: dict[str, dict[str, list[tuple[float, float]]]] = {k: {"verify": [], "anchor": []} for k in pairs}
+    load = os.getloadavg()[0]
     # warm the page cache once so that the first measured run is not an outlier
     _time(pairs["quick"][1])
     for r in range(args.rounds):
@@ -153,14 +162,20 @@ def main(argv: list[str] | None = None) -> int:
     side = [p.name for p in path.parent.glob(path.name + "-*")]
 
     ok = True
-    print(f"{'':8} {'verify (s)':>11} {'anchor (s)':>11} {'ratio':>7}  anchor")
+    print(f"{'':8} {'verify (s)':>11} {'anchor (s)':>11} {'ratio':>7}  {'CPU verify':>10} {'CPU anchor':>10}  anchor")
     for name, label in (("quick", "PRAGMA quick_check"), ("full", "PRAGMA integrity_check")):
-        v = statistics.median(times[name]["verify"])
-        a = statistics.median(times[name]["anchor"])
+        v = statistics.median(t for t, _ in times[name]["verify"])
+        a = statistics.median(t for t, _ in times[name]["anchor"])
+        vc = statistics.median(c for _, c in times[name]["verify"])
+        ac = statistics.median(c for _, c in times[name]["anchor"])
         ratio = v / a
         ok &= ratio <= 1.3
         flag = "verify --full" if name == "full" else "verify"
-        print(f"{flag:14} {v:>9.2f} {a:>11.2f} {ratio:>7.2f}  {label}")
+        print(f"{flag:14} {v:>9.2f} {a:>11.2f} {ratio:>7.2f}  {vc:>10.2f} {ac:>10.2f}  {label}")
+        if args.verbose:
+            print("    verify runs: " + ", ".join(f"{t:.2f}" for t, _ in times[name]["verify"]))
+            print("    anchor runs: " + ", ".join(f"{t:.2f}" for t, _ in times[name]["anchor"]))
+    print(f"load average (1 min) before / after: {load:.2f} / {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     print("board unchanged" if before == after and not side else f"BOARD CHANGED: sidecars {side}")
     print("target <= 1.3x: " + ("met" if ok else "NOT met"))
     return 0 if ok and before == after else 1

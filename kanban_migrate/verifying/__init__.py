@@ -84,9 +84,11 @@ def _inspect(facts: checks.FileFacts, report: VerifyReport, *, full: bool, busy_
             shutil.rmtree(tmpdir, ignore_errors=True)
 
 
-#: Threads that take data jobs besides the integrity thread (which takes them once its PRAGMA is
-#: done) and the main thread (once the schema is checked).
-DATA_THREADS = 1
+def data_threads() -> int:
+    """Threads that take data jobs besides the integrity thread (which takes them once its PRAGMA
+    is done) and the main thread (once the schema is checked): one per core beyond two. On two
+    cores more threads only share the same CPU time (measured: no faster, more CPU time)."""
+    return max(0, (os.cpu_count() or 2) - 2)
 
 
 def _run(facts: checks.FileFacts, report: VerifyReport, uri: str, *, full: bool, busy_timeout: float) -> None:
@@ -103,6 +105,7 @@ def _run(facts: checks.FileFacts, report: VerifyReport, uri: str, *, full: bool,
     integrity: list[Finding] = []
     units: list = []
     fk_units: list = []
+    ends = 0  # end markers put on the queue: every worker needs one, whatever happens here
     try:
         checks.use_mmap(conn, facts.size)
         try:
@@ -136,9 +139,11 @@ def _run(facts: checks.FileFacts, report: VerifyReport, uri: str, *, full: bool,
                 jobs.append(unit.job(1))
         for job in jobs:
             work.put(job)
-        for _ in range(DATA_THREADS + 2):
+        extra = data_threads() if len(jobs) > 1 else 0
+        for _ in range(extra + 2):
             work.put(None)
-        for i in range(DATA_THREADS if len(jobs) > 1 else 0):
+        ends = extra + 2
+        for i in range(extra):
             th = threading.Thread(target=_data_worker, args=(uri, busy_timeout, facts.size, work),
                                   name=f"verify-data-{i}", daemon=True)
             th.start()
@@ -158,6 +163,10 @@ def _run(facts: checks.FileFacts, report: VerifyReport, uri: str, *, full: bool,
         if p is not None:
             data.finish(p, conn)
     finally:
+        for _ in range(len(threads) - ends):
+            work.put(None)  # stopped early: let the workers end (they finish their current job)
+        for th in threads:
+            th.join()
         conn.close()
     report.findings.extend(integrity)
     for unit in fk_units:

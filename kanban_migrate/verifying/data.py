@@ -484,14 +484,14 @@ class Orphans:
     def _run(self, conn: sqlite3.Connection) -> list[Finding]:
         c, t, table = quote(self.column), quote(self.table), self.table
         gone = "NOT EXISTS (SELECT 1 FROM tasks WHERE tasks.id = g.tid)"
-        where = f"{gone} OR {nul_test('g.tid')}" if self.nul else gone
-        sql = f"SELECT g.tid, {gone} FROM (SELECT DISTINCT {c} AS tid FROM {t}) AS g WHERE {where}"
+        nul = nul_test("g.tid") if self.nul else "0"
+        sql = (f"SELECT g.tid, {gone}, {nul} FROM (SELECT DISTINCT {c} AS tid FROM {t}) AS g "
+               f"WHERE {gone} OR {nul}")
         tids = []
-        for tid, missing in conn.execute(sql):
-            if missing:
-                if len(tids) < MAX_EXAMPLES:
-                    tids.append(tid)
-            else:
+        for tid, missing, has_nul in conn.execute(sql):
+            if missing and len(tids) < MAX_EXAMPLES:
+                tids.append(tid)
+            if has_nul:
                 self.nul_found = True
         if not tids:
             return []
