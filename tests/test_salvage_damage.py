@@ -839,3 +839,32 @@ def test_page_fitting_a_complete_and_an_incomplete_table(tmp_path):
     assert not any(r.rowid in deleted for r in res.tables["task_events"].rows)
     archive = res.tables["task_events_archive"].rows
     assert all(r.source == "btree" for r in archive if r.rowid in deleted)
+
+
+def test_damaged_payload_size_of_an_intact_record(tmp_path):
+    """A bit flip in a cell's payload-size varint while the record is whole: the row comes back
+    unchanged, read by its own header (as SQLite's .recover does), and is counted as repaired."""
+    import sqlite3 as _sqlite3
+    import struct as _struct
+
+    from kanban_migrate.salvage import salvage as _salvage
+
+    db = tmp_path / "flip.db"
+    conn = _sqlite3.connect(db)
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, n INTEGER)")
+    conn.executemany("INSERT INTO t VALUES (?, ?, ?)", [(i, f"row {i}", i * 7) for i in range(1, 21)])
+    conn.commit()
+    root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name='t'").fetchone()[0]
+    ps = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.close()
+    data = bytearray(db.read_bytes())
+    base = (root - 1) * ps
+    assert data[base] == 0x0D  # a table leaf
+    first_cell = _struct.unpack(">H", data[base + 8: base + 10])[0]
+    assert data[base + first_cell] < 0x80
+    data[base + first_cell] += 4  # the payload claims 4 bytes more than the record holds
+    db.write_bytes(bytes(data))
+    result = _salvage(db, False)
+    rows = {r.rowid: r.values for r in result.tables["t"].rows}
+    assert rows == {i: (i, f"row {i}", i * 7) for i in range(1, 21)}
+    assert result.cells_repaired == 1 and result.tables["t"].unreadable_cells == 0

@@ -141,6 +141,7 @@ class SalvageResult:
     # freed pages that kept their old cells (stale content). Skipped unless include_freelist,
     # which returns their rows marked 'freelist'.
     pages_stale: int = 0
+    cells_repaired: int = 0  # records read by their own header when the cell's payload size was damaged
 
     def rows(self, table: str) -> list[Row]:
         t = self.tables.get(table)
@@ -498,6 +499,7 @@ class _Salvager:
         self.complete: set[str] = set()
         self.finished: set[str] = set()   # owners whose walk ran to its end
         self.pages_stale = 0
+        self.repaired_cells = 0  # cells whose payload size was wrong but whose record was whole
         self.lost: list[LostRow] = []
         self.pages_unreadable = 0
         self.timed_out = False
@@ -568,10 +570,17 @@ class _Salvager:
                             rowid, p = read_varint_signed(page, p)
                 if plen <= maxlocal:
                     end = p + plen
-                    if end > usable:
-                        bad += 1
-                        continue
-                    append((rowid, decode_rec(page, p, end, enc, errors)))
+                    try:
+                        if end > usable:
+                            raise RecordError("payload overruns the page")
+                        append((rowid, decode_rec(page, p, end, enc, errors)))
+                    except RecordError:
+                        # A damaged payload-size varint (a bit flip) while the record itself is
+                        # intact: trust the record's own header where it fits on the page, as
+                        # SQLite's .recover does. Garbage rarely forms a consistent header.
+                        rend = _record_end(page, p, usable)
+                        append((rowid, decode_rec(page, p, rend, enc, errors)))
+                        self.repaired_cells += 1
                 elif plen > max_payload:
                     bad += 1
                 else:
@@ -1022,7 +1031,7 @@ def salvage(db_path, wal_path=None, *, include_freelist: bool = False, time_limi
         pages_unreadable=sv.pages_unreadable,
         pages_orphan=sum(1 for v in sv.claimed.values() if v.startswith("orphan")),
         timed_out=sv.timed_out, elapsed=time.monotonic() - t0, freelist=freelist,
-        problems=problems + sv.problems, pages_stale=sv.pages_stale)
+        problems=problems + sv.problems, pages_stale=sv.pages_stale, cells_repaired=sv.repaired_cells)
     src.close()
     return res
 
