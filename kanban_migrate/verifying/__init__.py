@@ -22,7 +22,6 @@ that the work ends at about the same time on every core.
 from __future__ import annotations
 
 import os
-import queue
 import shutil
 import sqlite3
 import tempfile
@@ -101,11 +100,10 @@ def _run(facts: checks.FileFacts, report: VerifyReport, uri: str, *, full: bool,
         report.findings.append(checks.sqlite_error("integrity", exc, "cannot open the board"))
         return
     threads: list[threading.Thread] = []
-    work: queue.Queue = queue.Queue()
+    work = data.Work()
     integrity: list[Finding] = []
     units: list = []
     fk_units: list = []
-    ends = 0  # end markers put on the queue: every worker needs one, whatever happens here
     try:
         checks.use_mmap(conn, facts.size)
         try:
@@ -137,13 +135,9 @@ def _run(facts: checks.FileFacts, report: VerifyReport, uri: str, *, full: bool,
                                  check="integrity", table=table)
                 fk_units.append(unit)
                 jobs.append(unit.job(1))
-        for job in jobs:
-            work.put(job)
-        extra = data_threads() if len(jobs) > 1 else 0
-        for _ in range(extra + 2):
-            work.put(None)
-        ends = extra + 2
-        for i in range(extra):
+        work.put(jobs)
+        work.close()
+        for i in range(data_threads() if len(jobs) > 1 else 0):
             th = threading.Thread(target=_data_worker, args=(uri, busy_timeout, facts.size, work),
                                   name=f"verify-data-{i}", daemon=True)
             th.start()
@@ -163,8 +157,7 @@ def _run(facts: checks.FileFacts, report: VerifyReport, uri: str, *, full: bool,
         if p is not None:
             data.finish(p, conn)
     finally:
-        for _ in range(len(threads) - ends):
-            work.put(None)  # stopped early: let the workers end (they finish their current job)
+        work.close()  # stopped early: let the workers end (they finish the jobs already queued)
         for th in threads:
             th.join()
         conn.close()
@@ -207,13 +200,9 @@ def _data_worker(uri, busy_timeout, size, work) -> None:
         conn.close()
 
 
-def _work(conn: sqlite3.Connection, work: queue.Queue) -> None:
-    """Take data jobs until an end marker; each job keeps its findings in its unit."""
+def _work(conn: sqlite3.Connection, work) -> None:
+    """Take data jobs until there are none; each job keeps its findings in its unit."""
     from . import data
 
     data.prepare(conn)
-    while True:
-        job = work.get()
-        if job is None:
-            return
-        job.run(conn)
+    work.drain(conn)

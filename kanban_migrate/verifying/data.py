@@ -37,10 +37,10 @@ HINT_CURRENT_RUN = ("the dispatcher follows current_run_id: clear it (UPDATE tas
 HINT_NUL = ("NUL bytes cut the text short for most readers; the rows were written by a buggy client or "
             "damaged")
 _TEXT_TYPES = ("CHAR", "CLOB", "TEXT")
-#: Columns that hold long text. Their NUL search uses printf('%s') (which stops at the first NUL,
-#: found with strlen) against the whole value: much faster than instr() on kilobytes; instr() is
-#: faster on short values.
-LONG_TEXT = frozenset({"body"})
+#: Columns that hold long text (kilobytes). Their NUL search uses printf('%s') (which stops at the
+#: first NUL, found with strlen) against the whole value: four times faster than instr() on such
+#: values, but it allocates per row (see :class:`Work`); instr() is faster on short values.
+LONG_TEXT = frozenset({("tasks", "body")})
 #: Rows per rowid range of a big table's count pass (a range is one unit of work).
 CHUNK_ROWS = {"task_events": 150_000, "tasks": 25_000}
 _ROWID_NAMES = ("rowid", "_rowid_", "oid")
@@ -140,18 +140,90 @@ class Flag:
 
 @dataclass
 class Job:
-    """A unit of work: run it on a connection. ``cost`` orders the work (largest first)."""
+    """A unit of work: run it on a connection. ``cost`` orders the work (largest first);
+    ``kind`` says what it may run beside (see :class:`Work`)."""
 
     name: str
     run: Callable[[sqlite3.Connection], None]
     cost: int = 0
+    kind: str = "scan"  # "parse", "light" or "scan"
+
+
+class Work:
+    """The data jobs, taken by several threads (each with its own connection).
+
+    SQLite counts every allocation under one process-wide mutex, so two queries that allocate
+    per row slow each other down. ``json_valid`` allocates several times per value: two halves of
+    the JSON pass over task_events take 0.31 s side by side and 0.25 s one after the other. So:
+
+    * ``parse`` jobs (JSON passes) never run beside each other; they go first, beside the
+      integrity PRAGMA (which allocates little);
+    * ``light`` jobs (short values, no JSON) slow nothing down: while a parse job runs, the
+      other threads take them first;
+    * ``scan`` jobs (index walks, long rows) run beside anything but a parse job costs them
+      and itself about a third more; they wait for the light jobs while a parse job runs.
+    """
+
+    def __init__(self):
+        self._cv = threading.Condition()
+        self._jobs: dict[str, list[Job]] = {"parse": [], "light": [], "scan": []}
+        self._parsing = False
+        self._closed = False
+
+    def put(self, jobs) -> None:
+        with self._cv:
+            for job in jobs:
+                self._jobs[job.kind].append(job)
+            self._cv.notify_all()
+
+    def close(self) -> None:
+        """No more jobs: a worker that finds nothing to do ends."""
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+
+    def take(self) -> Job | None:
+        with self._cv:
+            while True:
+                parse, light, scan = self._jobs["parse"], self._jobs["light"], self._jobs["scan"]
+                if parse and not self._parsing:
+                    self._parsing = True
+                    return parse.pop(0)
+                if light:
+                    return light.pop(0)
+                if scan:
+                    return scan.pop(0)
+                if self._closed and not parse:
+                    return None
+                self._cv.wait()  # only parse jobs left, and one runs
+
+    def done(self, job: Job) -> None:
+        with self._cv:
+            if job.kind == "parse":
+                self._parsing = False
+                self._cv.notify_all()
+
+    def drain(self, conn: sqlite3.Connection) -> None:
+        """Take and run jobs on ``conn`` until there are none left."""
+        while True:
+            job = self.take()
+            if job is None:
+                return
+            try:
+                job.run(conn)
+            finally:
+                self.done(job)
 
 
 class Scan:
-    """One table's flags: counted over one or several rowid ranges, then the examples."""
+    """One table's flags: counted over one or several rowid ranges, then the examples.
 
-    def __init__(self, table: str, key: str, flags: list[Flag], rowid: str | None):
+    ``passes`` splits the flags into separate passes over the table, each with its own jobs
+    (``(flag indices, job kind)``); by default one pass, a "scan"."""
+
+    def __init__(self, table: str, key: str, flags: list[Flag], rowid: str | None, passes=None):
         self.table, self.key, self.flags, self.rowid = table, key, flags, rowid
+        self.passes: list[tuple[list[int], str]] = passes or [(list(range(len(flags))), "scan")]
         self.findings: list[Finding] = []
         self.by_flag: dict[int, Finding] = {}  # flag index -> its finding
         self._lock = threading.Lock()
@@ -160,27 +232,31 @@ class Scan:
         self._first: list[int | None] = [None] * len(flags)
         self._error: Exception | None = None
 
-    # -- the count pass
-    def count_sql(self, ranged: bool) -> str:
+    # -- the count passes
+    def count_sql(self, which: list[int], ranged: bool) -> str:
         cols = ["count(*)"]
-        for f in self.flags:
+        for i in which:
+            f = self.flags[i]
             cols.append(f"sum(CASE WHEN {f.expr} THEN 1 ELSE 0 END)")
             cols.append(f"min(CASE WHEN {f.expr} THEN {self.rowid} END)" if self.rowid else "NULL")
-        where = " OR ".join(f.expr for f in self.flags)
+        where = " OR ".join(self.flags[i].expr for i in which)
         if ranged:
             where = f"{self.rowid} BETWEEN ? AND ? AND ({where})"
         return f"SELECT {', '.join(cols)} FROM {quote(self.table)} WHERE {where}"
 
     def jobs(self, conn: sqlite3.Connection | None, cost: int) -> list[Job]:
-        """The count jobs: one per rowid range when the table is big (its rowid span is read
-        from ``conn``), else one."""
+        """The count jobs: per pass, one per rowid range when the table is big (its rowid span is
+        read from ``conn``), else one."""
         bounds = self._ranges(conn)
-        self._pending = len(bounds)
-        if bounds == [None]:
-            return [Job(f"scan {self.table}", lambda c: self._count(c, None), cost)]
-        share = max(1, cost // len(bounds))
-        return [Job(f"scan {self.table} rowid {lo}..{hi}", lambda c, r=(lo, hi): self._count(c, r), share)
-                for lo, hi in bounds]
+        out = []
+        for n, (which, kind) in enumerate(self.passes):
+            name = f"scan {self.table}" + (f" pass {n + 1}" if len(self.passes) > 1 else "")
+            share = max(1, cost // (len(bounds) * len(self.passes)))
+            for r in bounds:
+                label = name if r is None else f"{name} rowid {r[0]}..{r[1]}"
+                out.append(Job(label, lambda c, w=which, r=r: self._count(c, w, r), share, kind))
+        self._pending = len(out)
+        return out
 
     def _ranges(self, conn) -> list:
         """Closed rowid ranges that cover every possible rowid, about CHUNK_ROWS rowids each."""
@@ -201,22 +277,22 @@ class Scan:
         starts[0] = _MIN_ROWID
         return list(zip(starts, ends))
 
-    def _count(self, conn: sqlite3.Connection, bounds) -> None:
+    def _count(self, conn: sqlite3.Connection, which: list[int], bounds) -> None:
         row, err = None, None
         try:
             if bounds is None:
-                row = conn.execute(self.count_sql(False)).fetchone()
+                row = conn.execute(self.count_sql(which, False)).fetchone()
             else:
-                row = conn.execute(self.count_sql(True), bounds).fetchone()
+                row = conn.execute(self.count_sql(which, True), bounds).fetchone()
         except Exception as exc:  # noqa: BLE001 - a finding, and the other ranges still count
             err = exc
         with self._lock:
             if err is not None:
                 self._error = self._error or err
             elif row and row[0]:
-                for i in range(len(self.flags)):
-                    self._counts[i] += row[1 + 2 * i] or 0
-                    first = row[2 + 2 * i]
+                for k, i in enumerate(which):
+                    self._counts[i] += row[1 + 2 * k] or 0
+                    first = row[2 + 2 * k]
                     if first is not None and (self._first[i] is None or first < self._first[i]):
                         self._first[i] = first
             self._pending -= 1
@@ -234,7 +310,7 @@ class Scan:
             return
         out = []
         t = quote(self.table)
-        for f, n, first in zip(self.flags, self._counts, self._first):
+        for i, (f, n, first) in enumerate(zip(self.flags, self._counts, self._first)):
             if not n:
                 continue
             where, params = f.expr, ()
@@ -251,14 +327,14 @@ class Scan:
             shown = ", ".join(repr(v) for v in values)
             finding = Finding("data", f.severity, f.message.format(n=n, table=self.table, values=shown),
                               table=self.table, hint=f.hint, count=n, examples=examples)
-            self.by_flag[self.flags.index(f)] = finding
+            self.by_flag[i] = finding
             out.append(finding)
         self.findings = out
 
     def run_all(self, conn: sqlite3.Connection) -> None:
         """Count and sample on ``conn`` now, in one pass (no ranges)."""
         self._pending = 1
-        self._count(conn, None)
+        self._count(conn, list(range(len(self.flags))), None)
 
 
 def _stopped(table: str, exc: Exception) -> Finding:
@@ -288,8 +364,8 @@ def _nul_flag(board: Schema, table: str, skip=()) -> Flag | None:
     if not cols:
         return None
     # Short columns first: a row with a NUL stops the OR early, before the long ones.
-    cols.sort(key=lambda c: c in LONG_TEXT)
-    expr = "(" + " OR ".join(nul_expr(c, long=c in LONG_TEXT) for c in cols) + ")"
+    cols.sort(key=lambda c: (table, c) in LONG_TEXT)
+    expr = "(" + " OR ".join(nul_expr(c, long=(table, c) in LONG_TEXT) for c in cols) + ")"
     return Flag(expr, "warning", "{n} row(s) of {table} with a NUL byte in a text column", hint=HINT_NUL)
 
 
@@ -365,6 +441,14 @@ def table_flags(board: Schema, table: str) -> list[Flag]:
     return [f for f in flags if f is not None]
 
 
+#: Tables whose JSON parses get a pass of their own (a "parse" job, see :class:`Work`), the rest
+#: of their flags another ("light"): many short rows, most of the time in ``json_valid``.
+SPLIT = frozenset({"task_events"})
+#: Tables whose one pass is a "parse" job: JSON in most of their short rows.
+PARSE = frozenset({"task_runs"})
+#: Tables whose one pass is a "scan" job: long rows (read from overflow pages into allocated
+#: buffers, printf on long text) and a little JSON.
+LONG_ROWS = frozenset({"tasks"})
 #: The tables scanned, with the relative cost of their pass.
 SCANNED = {"task_events": 100, "tasks": 80, "task_comments": 10, "task_runs": 10, "kanban_notify_subs": 5,
            "task_attachments": 3, "task_links": 3}
@@ -384,10 +468,11 @@ def plan(board: Schema, conn: sqlite3.Connection | None = None) -> Plan:
     """The data checks that fit the tables and columns this board has. With ``conn``, big
     tables are cut into rowid ranges (read from it).
 
-    The task column of a child table is read for the referential check anyway, through its
-    index and once per distinct value: the NUL search of that column happens there, not once
-    per row in the table's scan. Only if a task id holds a NUL is the table's NUL count redone
-    over every text column (:class:`NulRecount`)."""
+    The task column of a child table is not searched for NUL bytes row by row: a task id with a
+    NUL names no task, unless tasks.id holds the same NUL. So the referential check (which
+    lists the distinct missing ids when there are orphans) and the NUL finding of tasks tell
+    whether one can exist; only then is the table's NUL count redone over every text column
+    (:class:`NulRecount`)."""
     from .. import head
 
     p = Plan()
@@ -401,31 +486,41 @@ def plan(board: Schema, conn: sqlite3.Connection | None = None) -> Plan:
             unit = Orphans(board, table, column, nul=column in text_columns(board, table))
             references.setdefault(table, []).append(unit)
 
+    scans: dict[str, tuple[Scan | None, Flag | None]] = {}
     for table, cost in SCANNED.items():
         if table not in tables:
             continue
         flags = table_flags(board, table)
-        json_cols = JSON_COLUMNS.get(table, ())
         searched = tuple(u.column for u in references.get(table, ()) if u.nul)
-        nul = _nul_flag(board, table, skip=json_cols + searched)
+        nul = _nul_flag(board, table, skip=JSON_COLUMNS.get(table, ()) + searched)
         if nul is not None:
             flags.append(nul)
         scan = None
         if flags:
-            scan = Scan(table, _key(board, table), flags, rowid_name(tables[table]))
+            parse = [i for i, f in enumerate(flags) if "json_valid" in f.expr]
+            rest = [i for i in range(len(flags)) if i not in parse]
+            if table in SPLIT and parse and rest:
+                passes = [(parse, "parse"), (rest, "light")]  # see Work
+            else:
+                kind = "parse" if table in PARSE else "scan" if table in LONG_ROWS else "light"
+                passes = [(list(range(len(flags))), kind)]
+            scan = Scan(table, _key(board, table), flags, rowid_name(tables[table]), passes)
             p.units.append(scan)
             p.jobs.extend(scan.jobs(conn, cost))
-        if searched:
-            full = _nul_flag(board, table, skip=json_cols)
+        scans[table] = (scan, nul)
+
+    tasks_scan, tasks_nul = scans.get("tasks", (None, None))
+    for table, units in references.items():
+        if any(u.nul for u in units):
+            scan, nul = scans.get(table, (None, None))
+            full = _nul_flag(board, table, skip=JSON_COLUMNS.get(table, ()))
             recount = NulRecount(scan, nul, Scan(table, _key(board, table), [full], rowid_name(tables[table])),
-                                 references[table])
+                                 units, tasks_scan, tasks_nul)
             p.units.append(recount)
             p.followups.append(recount)
-
-    for units in references.values():
         for unit in units:
             p.units.append(unit)
-            p.jobs.append(Job(unit.name, unit.run, 30 if unit.table == "task_events" else 5))
+            p.jobs.append(Job(unit.name, unit.run, 30 if unit.table == "task_events" else 5, "light"))
     p.jobs.sort(key=lambda j: -j.cost)
     return p
 
@@ -437,18 +532,33 @@ def finish(p: Plan, conn: sqlite3.Connection) -> None:
 
 
 class NulRecount:
-    """The NUL count of a table whose task column(s) were searched through their distinct values:
-    nothing to do unless one of them held a NUL; then the table's rows are counted again over every
-    text column (a row with NULs in several columns counts once) and that finding replaces the
-    one of the scan."""
+    """The NUL count of a table whose task column(s) were not searched row by row. Nothing to do
+    unless a task id may hold a NUL: one of the missing ids does (see :class:`Orphans`), or an
+    id in tasks does (then the same id may be in this table). Then the table's rows are counted
+    again over every text column (a row with NULs in several columns counts once) and that
+    finding replaces the one of the scan."""
 
-    def __init__(self, scan: Scan | None, fast: Flag | None, full: Scan, sources: list[Orphans]):
+    def __init__(self, scan: Scan | None, fast: Flag | None, full: Scan, sources: list[Orphans],
+                 tasks_scan: Scan | None = None, tasks_nul: Flag | None = None):
         self.scan, self.fast, self.full, self.sources = scan, fast, full, sources
+        self.tasks_scan, self.tasks_nul = tasks_scan, tasks_nul
         self.findings: list[Finding] = []
 
+    def needed(self, conn: sqlite3.Connection) -> bool:
+        if any(u.nul_found for u in self.sources):
+            return True
+        if self.tasks_scan is None or self.tasks_nul is None:
+            return False
+        if self.tasks_scan.flags.index(self.tasks_nul) not in self.tasks_scan.by_flag:
+            return False  # no NUL anywhere in tasks
+        return conn.execute(f"SELECT EXISTS (SELECT 1 FROM tasks WHERE {nul_test('id')})").fetchone()[0] == 1
+
     def run(self, conn: sqlite3.Connection) -> None:
-        if not any(u.nul_found for u in self.sources):
-            return
+        try:
+            if not self.needed(conn):
+                return
+        except sqlite3.Error:
+            pass  # unknown: count
         self.full.run_all(conn)
         if self.scan is not None and self.fast is not None:
             old = self.scan.by_flag.get(self.scan.flags.index(self.fast))
@@ -459,10 +569,15 @@ class NulRecount:
 
 # ---- the referential checks ----------------------------------------------------------------------
 class Orphans:
-    """Rows of ``table`` whose task does not exist. The distinct task ids come first (an index on
-    the task column makes that one pass over the index), each is looked up once; only when some
-    are missing are their rows counted. With ``nul``, the distinct ids are searched for NUL bytes
-    too (``nul_found``)."""
+    """Rows of ``table`` whose task does not exist (none on a healthy board: that is what is
+    made cheap).
+
+    The probe counts them without a copy of any value (a DISTINCT copies every value, and
+    SQLite counts each allocation under one process-wide mutex, which the other threads need
+    too): a table with many rows per task is joined from tasks (one index search per task: the
+    rows that belong to a task, against all its rows); a smaller one looks its task up per row.
+    Only if some are missing are the distinct missing ids listed (searched for NUL bytes too,
+    ``nul_found``), counted and sampled."""
 
     def __init__(self, board: Schema, table: str, column: str, *, nul: bool):
         self.board, self.table, self.column, self.nul = board, table, column, nul
@@ -481,15 +596,31 @@ class Orphans:
                                      table=self.table)]
             self.nul_found = self.nul
 
+    def probe(self, conn: sqlite3.Connection) -> bool:
+        """Are there rows whose task does not exist?"""
+        c, t = quote(self.column), quote(self.table)
+        (rows,) = conn.execute(f"SELECT count(*) FROM {t}").fetchone()
+        (tasks,) = conn.execute("SELECT count(*) FROM tasks").fetchone()
+        if rows > 2 * tasks:
+            join = f"SELECT count(*) FROM tasks AS k CROSS JOIN {t} AS x ON k.id = x.{c}"
+            plan = " ".join(str(r[-1]) for r in conn.execute("EXPLAIN QUERY PLAN " + join))
+            if "SEARCH x" in plan:  # the task column is indexed (with the collation of tasks.id)
+                (matched,) = conn.execute(join).fetchone()
+                return matched != rows
+        (missing,) = conn.execute(f"SELECT EXISTS (SELECT 1 FROM {t} AS x WHERE NOT EXISTS "
+                                  f"(SELECT 1 FROM tasks WHERE tasks.id = x.{c}))").fetchone()
+        return bool(missing)
+
     def _run(self, conn: sqlite3.Connection) -> list[Finding]:
+        if not self.probe(conn):
+            return []
         c, t, table = quote(self.column), quote(self.table), self.table
         gone = "NOT EXISTS (SELECT 1 FROM tasks WHERE tasks.id = g.tid)"
         nul = nul_test("g.tid") if self.nul else "0"
-        sql = (f"SELECT g.tid, {gone}, {nul} FROM (SELECT DISTINCT {c} AS tid FROM {t}) AS g "
-               f"WHERE {gone} OR {nul}")
+        sql = f"SELECT g.tid, {nul} FROM (SELECT DISTINCT {c} AS tid FROM {t}) AS g WHERE {gone}"
         tids = []
-        for tid, missing, has_nul in conn.execute(sql):
-            if missing and len(tids) < MAX_EXAMPLES:
+        for tid, has_nul in conn.execute(sql):
+            if len(tids) < MAX_EXAMPLES:
                 tids.append(tid)
             if has_nul:
                 self.nul_found = True
