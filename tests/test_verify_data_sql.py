@@ -181,3 +181,68 @@ def test_no_thread_is_left_running(tmp_path, monkeypatch):
     report = verify(path)
     assert any("planning failed" in f.message for f in report.errors)
     assert threading.active_count() == before
+
+
+def test_a_task_id_with_a_nul_shared_by_tasks_and_events_is_counted_in_both(tmp_path):
+    path = make_board(tmp_path, tasks=80)
+    (tid,) = query(path, "SELECT task_id FROM task_events GROUP BY task_id ORDER BY count(*) DESC LIMIT 1")[0]
+    n = query(path, "SELECT count(*) FROM task_events WHERE task_id = ?", (tid,))[0][0]
+    plant(path, *(f"UPDATE {t} SET task_id = task_id || char(0) WHERE task_id = '{tid}'"
+                  for t in ("task_events", "task_comments", "task_runs", "task_attachments", "kanban_notify_subs")),
+          f"UPDATE task_links SET parent_id = parent_id || char(0) WHERE parent_id = '{tid}'",
+          f"UPDATE task_links SET child_id = child_id || char(0) WHERE child_id = '{tid}'",
+          f"UPDATE tasks SET id = id || char(0) WHERE id = '{tid}'")
+    report = verify(path)
+    assert not [f for f in findings(report, "data") if "does not exist" in f.message]  # no orphans
+    (events,) = [f for f in findings(report, "data", table="task_events") if "NUL" in f.message]
+    assert events.count == n
+    (tasks,) = [f for f in findings(report, "data", table="tasks") if "NUL" in f.message]
+    assert tasks.count == 1
+
+
+def test_orphans_of_a_task_column_with_another_collation_are_still_found(tmp_path):
+    path = make_board(tmp_path, tasks=80)
+    (tid,) = query(path, "SELECT task_id FROM task_events GROUP BY task_id ORDER BY count(*) DESC LIMIT 1")[0]
+    sql = query(path, "SELECT sql FROM sqlite_master WHERE name = 'task_events'")[0][0]
+    plant(path, "DROP INDEX idx_events_task", "DROP INDEX idx_events_run",
+          "ALTER TABLE task_events RENAME TO old_events",
+          sql.replace("task_id TEXT NOT NULL", "task_id TEXT NOT NULL COLLATE NOCASE"),
+          "INSERT INTO task_events SELECT * FROM old_events", "DROP TABLE old_events",
+          "CREATE INDEX idx_events_task ON task_events(task_id, created_at)",
+          "CREATE INDEX idx_events_run ON task_events(run_id, id)",
+          f"UPDATE task_events SET task_id = upper(task_id) WHERE task_id = '{tid}'")
+    n = query(path, "SELECT count(*) FROM task_events WHERE task_id = ?", (tid.upper(),))[0][0]
+    (f,) = [f for f in findings(verify(path), "data", table="task_events") if "does not exist" in f.message]
+    assert f.count == n > 1 and tid.upper() in f.message
+
+
+def test_parse_jobs_never_run_side_by_side():
+    import time
+
+    running, overlaps, order = [], [], []
+    lock = threading.Lock()
+
+    def job(name, kind, seconds):
+        def run(conn):
+            with lock:
+                running.append((name, kind))
+                if sum(k == "parse" for _, k in running) > 1:
+                    overlaps.append(list(running))
+                order.append(name)
+            time.sleep(seconds)
+            with lock:
+                running.remove((name, kind))
+        return data.Job(name, run, 0, kind)
+
+    work = data.Work()
+    work.put([job(f"p{i}", "parse", 0.02) for i in range(4)] + [job(f"l{i}", "light", 0.005) for i in range(6)]
+             + [job(f"s{i}", "scan", 0.01) for i in range(3)])
+    work.close()
+    threads = [threading.Thread(target=work.drain, args=(None,)) for _ in range(3)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=10)
+    assert not overlaps
+    assert sorted(order) == sorted([f"p{i}" for i in range(4)] + [f"l{i}" for i in range(6)] + [f"s{i}" for i in range(3)])
+    assert order.index("l0") < order.index("s0")  # beside a parse, light jobs first

@@ -22,9 +22,7 @@ that the work ends at about the same time on every core.
 from __future__ import annotations
 
 import os
-import shutil
 import sqlite3
-import tempfile
 import threading
 
 from ..board import DEFAULT_BUSY_TIMEOUT
@@ -70,6 +68,9 @@ def _inspect(facts: checks.FileFacts, report: VerifyReport, *, full: bool, busy_
     tmpdir = None
     path = facts.path
     if checks.needs_private_copy(facts):
+        import shutil
+        import tempfile
+
         # Reading the WAL needs a -shm; rather than create one beside the board, read a copy.
         tmpdir = tempfile.mkdtemp(prefix="kanban-verify-")
         path = type(facts.path)(tmpdir) / facts.path.name
@@ -80,6 +81,8 @@ def _inspect(facts: checks.FileFacts, report: VerifyReport, *, full: bool, busy_
         _run(facts, report, checks.open_uri(facts, path), full=full, busy_timeout=busy_timeout)
     finally:
         if tmpdir:
+            import shutil
+
             shutil.rmtree(tmpdir, ignore_errors=True)
 
 

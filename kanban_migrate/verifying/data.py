@@ -42,7 +42,7 @@ _TEXT_TYPES = ("CHAR", "CLOB", "TEXT")
 #: values, but it allocates per row (see :class:`Work`); instr() is faster on short values.
 LONG_TEXT = frozenset({("tasks", "body")})
 #: Rows per rowid range of a big table's count pass (a range is one unit of work).
-CHUNK_ROWS = {"task_events": 150_000, "tasks": 25_000}
+CHUNK_ROWS = {"task_events": 150_000, "tasks": 15_000}
 _ROWID_NAMES = ("rowid", "_rowid_", "oid")
 _MIN_ROWID, _MAX_ROWID = -(1 << 63), (1 << 63) - 1
 
@@ -160,8 +160,9 @@ class Work:
       integrity PRAGMA (which allocates little);
     * ``light`` jobs (short values, no JSON) slow nothing down: while a parse job runs, the
       other threads take them first;
-    * ``scan`` jobs (index walks, long rows) run beside anything but a parse job costs them
-      and itself about a third more; they wait for the light jobs while a parse job runs.
+    * ``scan`` jobs (long rows, printf on long text) slow a parse job down and are slowed by
+      it by about a third: they wait for the light jobs while a parse job runs, and else go
+      before them (the small light jobs end the work, so that the threads end together).
     """
 
     def __init__(self):
@@ -189,10 +190,11 @@ class Work:
                 if parse and not self._parsing:
                     self._parsing = True
                     return parse.pop(0)
-                if light:
-                    return light.pop(0)
-                if scan:
-                    return scan.pop(0)
+                # Beside a parse, light jobs; else the longer scans first and the small light
+                # jobs last, so that the threads end at about the same time.
+                for jobs in (light, scan) if self._parsing else (scan, light):
+                    if jobs:
+                        return jobs.pop(0)
                 if self._closed and not parse:
                     return None
                 self._cv.wait()  # only parse jobs left, and one runs
