@@ -7,16 +7,17 @@
 Five checks, each finding naming its check: ``file`` (header, size, WAL, backups, journal mode),
 ``integrity`` (``PRAGMA quick_check``, or ``integrity_check`` with ``full=True``, and
 ``foreign_key_check``), ``schema`` (the board against head, semantically), ``revision``
-(``alembic_version``) and ``data`` (the kanban invariants, one streamed pass per table).
+(``alembic_version``) and ``data`` (the kanban invariants, SQL aggregates: see :mod:`.data`).
 
 The board is opened read-only and never written: no checkpoint, no ``-wal``/``-shm`` left behind
 (see :func:`checks.open_uri`). A damaged or foreign file is a board with findings, never an
 exception; only a path that does not exist raises :class:`~kanban_migrate.errors.MissingBoard`.
 
-Several connections work at once: one runs the integrity pragma while the main thread reads and
-compares the schema and another connection starts on the data checks (SQLite releases the GIL while
-a query runs); whichever is free takes the next data job. Big tables are cut into rowid ranges so
-that the work ends at about the same time on every core.
+Two connections work at once (SQLite releases the GIL while a query runs). A thread starts the
+integrity PRAGMA first, on its own connection; meanwhile the main thread checks the header,
+fingerprints the board and compares it with head (the import of SQLAlchemy that needs), then
+takes data jobs; the integrity thread takes them too once its PRAGMA is done
+(:class:`.data.Work` decides which job goes where). On more than two cores, more threads join.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The ``data`` check: the kanban invariants a broken board violates (spec section 3).
 
 Every invariant is a SQL condition (a :class:`Flag`) that holds for an offending row, evaluated by
-SQLite at C speed: Python never sees a healthy row. The flags of one table share one pass over it
-(a :class:`Scan`):
+SQLite at C speed (and without the GIL): Python never sees a healthy row. The flags of one table
+share one pass over it (a :class:`Scan`):
 
 1. *count*: ``SELECT count(*), sum(flag1), min(rowid if flag1), ... FROM t WHERE flag1 OR flag2 ...``
    On a healthy table the WHERE clause rejects every row, so the aggregate costs nothing. A big
@@ -10,12 +10,14 @@ SQLite at C speed: Python never sees a healthy row. The flags of one table share
 2. *examples*: only for a flag that fired, ``SELECT key ... WHERE flag LIMIT 5`` (starting at the
    first offending rowid) and, for the value checks, the first few distinct offending values.
 
-Counts are exact, memory is flat (SQLite aggregates; nothing is fetched in bulk) and nothing is
-written. The referential checks (rows of a task that does not exist) walk the distinct task ids
-(through the index on the task column) and look each up in ``tasks`` once.
+The referential checks (rows of a task that does not exist, :class:`Orphans`) first ask whether
+there are any, with a query that copies no value; only then are the missing ids listed, the rows
+counted and sampled. The jobs are spread over the connections by :class:`Work`, which keeps the
+queries that allocate per row (JSON parsing) from running side by side.
 
-JSON columns are checked with SQLite's ``json_valid``; on a SQLite built without JSON support a
-Python stand-in of the same name is registered on the connection (:func:`prepare`).
+Counts are exact, memory is flat (SQLite aggregates; nothing is fetched in bulk) and nothing is
+written. JSON columns are checked with SQLite's ``json_valid``; on a SQLite built without JSON
+support a Python stand-in of the same name is registered on the connection (:func:`prepare`).
 """
 
 from __future__ import annotations
@@ -48,9 +50,12 @@ _MIN_ROWID, _MAX_ROWID = -(1 << 63), (1 << 63) - 1
 
 
 # ---- SQLite functions ------------------------------------------------------------------------------
-def py_json_valid(value) -> int | None:
+def py_json_valid(value) -> int:
     """Python stand-in for SQLite's ``json_valid`` (RFC 8259: no NaN/Infinity, no control
-    characters inside strings). Used only where SQLite lacks JSON support, and by the tests."""
+    characters inside strings). Used only where SQLite lacks JSON support, and by the tests.
+    It differs from SQLite's on a NUL byte (SQLite stops reading there: the JSON flags test for
+    NUL bytes themselves) and on nesting deeper than Python's recursion limit (about 1000
+    levels; SQLite allows 2000)."""
     if value is None:
         return 0
     try:
@@ -69,6 +74,7 @@ def _reject(name: str):
 
 
 def has_json(conn: sqlite3.Connection) -> bool:
+    """Does this SQLite have ``json_valid`` (built in since 3.38; an option before)?"""
     try:
         conn.execute("SELECT json_valid('1')").fetchone()
     except sqlite3.OperationalError:
@@ -158,8 +164,8 @@ class Work:
 
     * ``parse`` jobs (JSON passes) never run beside each other; they go first, beside the
       integrity PRAGMA (which allocates little);
-    * ``light`` jobs (short values, no JSON) slow nothing down: while a parse job runs, the
-      other threads take them first;
+    * ``light`` jobs (short values without JSON, index walks that copy nothing) slow nothing
+      down: while a parse job runs, the other threads take them first;
     * ``scan`` jobs (long rows, printf on long text) slow a parse job down and are slowed by
       it by about a third: they wait for the light jobs while a parse job runs, and else go
       before them (the small light jobs end the work, so that the threads end together).
@@ -218,14 +224,11 @@ class Work:
 
 
 class Scan:
-    """One table's flags: counted over one or several rowid ranges, then the examples.
+    """One table's flags: counted over one or several rowid ranges (jobs of ``kind``, see
+    :class:`Work`), then the examples."""
 
-    ``passes`` splits the flags into separate passes over the table, each with its own jobs
-    (``(flag indices, job kind)``); by default one pass, a "scan"."""
-
-    def __init__(self, table: str, key: str, flags: list[Flag], rowid: str | None, passes=None):
-        self.table, self.key, self.flags, self.rowid = table, key, flags, rowid
-        self.passes: list[tuple[list[int], str]] = passes or [(list(range(len(flags))), "scan")]
+    def __init__(self, table: str, key: str, flags: list[Flag], rowid: str | None, kind: str = "scan"):
+        self.table, self.key, self.flags, self.rowid, self.kind = table, key, flags, rowid, kind
         self.findings: list[Finding] = []
         self.by_flag: dict[int, Finding] = {}  # flag index -> its finding
         self._lock = threading.Lock()
@@ -234,31 +237,25 @@ class Scan:
         self._first: list[int | None] = [None] * len(flags)
         self._error: Exception | None = None
 
-    # -- the count passes
-    def count_sql(self, which: list[int], ranged: bool) -> str:
+    # -- the count pass
+    def count_sql(self, ranged: bool) -> str:
         cols = ["count(*)"]
-        for i in which:
-            f = self.flags[i]
+        for f in self.flags:
             cols.append(f"sum(CASE WHEN {f.expr} THEN 1 ELSE 0 END)")
             cols.append(f"min(CASE WHEN {f.expr} THEN {self.rowid} END)" if self.rowid else "NULL")
-        where = " OR ".join(self.flags[i].expr for i in which)
+        where = " OR ".join(f.expr for f in self.flags)
         if ranged:
             where = f"{self.rowid} BETWEEN ? AND ? AND ({where})"
         return f"SELECT {', '.join(cols)} FROM {quote(self.table)} WHERE {where}"
 
     def jobs(self, conn: sqlite3.Connection | None, cost: int) -> list[Job]:
-        """The count jobs: per pass, one per rowid range when the table is big (its rowid span is
-        read from ``conn``), else one."""
+        """The count jobs: one per rowid range when the table is big (its rowid span is read
+        from ``conn``), else one."""
         bounds = self._ranges(conn)
-        out = []
-        for n, (which, kind) in enumerate(self.passes):
-            name = f"scan {self.table}" + (f" pass {n + 1}" if len(self.passes) > 1 else "")
-            share = max(1, cost // (len(bounds) * len(self.passes)))
-            for r in bounds:
-                label = name if r is None else f"{name} rowid {r[0]}..{r[1]}"
-                out.append(Job(label, lambda c, w=which, r=r: self._count(c, w, r), share, kind))
-        self._pending = len(out)
-        return out
+        self._pending = len(bounds)
+        share = max(1, cost // len(bounds))
+        return [Job(f"scan {self.table}" + ("" if r is None else f" rowid {r[0]}..{r[1]}"),
+                    lambda c, r=r: self._count(c, r), share, self.kind) for r in bounds]
 
     def _ranges(self, conn) -> list:
         """Closed rowid ranges that cover every possible rowid, about CHUNK_ROWS rowids each."""
@@ -279,22 +276,22 @@ class Scan:
         starts[0] = _MIN_ROWID
         return list(zip(starts, ends))
 
-    def _count(self, conn: sqlite3.Connection, which: list[int], bounds) -> None:
+    def _count(self, conn: sqlite3.Connection, bounds) -> None:
         row, err = None, None
         try:
             if bounds is None:
-                row = conn.execute(self.count_sql(which, False)).fetchone()
+                row = conn.execute(self.count_sql(False)).fetchone()
             else:
-                row = conn.execute(self.count_sql(which, True), bounds).fetchone()
+                row = conn.execute(self.count_sql(True), bounds).fetchone()
         except Exception as exc:  # noqa: BLE001 - a finding, and the other ranges still count
             err = exc
         with self._lock:
             if err is not None:
                 self._error = self._error or err
             elif row and row[0]:
-                for k, i in enumerate(which):
-                    self._counts[i] += row[1 + 2 * k] or 0
-                    first = row[2 + 2 * k]
+                for i in range(len(self.flags)):
+                    self._counts[i] += row[1 + 2 * i] or 0
+                    first = row[2 + 2 * i]
                     if first is not None and (self._first[i] is None or first < self._first[i]):
                         self._first[i] = first
             self._pending -= 1
@@ -336,7 +333,7 @@ class Scan:
     def run_all(self, conn: sqlite3.Connection) -> None:
         """Count and sample on ``conn`` now, in one pass (no ranges)."""
         self._pending = 1
-        self._count(conn, list(range(len(self.flags))), None)
+        self._count(conn, None)
 
 
 def _stopped(table: str, exc: Exception) -> Finding:
@@ -443,13 +440,9 @@ def table_flags(board: Schema, table: str) -> list[Flag]:
     return [f for f in flags if f is not None]
 
 
-#: Tables whose JSON parses get a pass of their own (a "parse" job, see :class:`Work`), the rest
-#: of their flags another ("light"): many short rows, most of the time in ``json_valid``.
-SPLIT = frozenset({"task_events"})
-#: Tables whose one pass is a "parse" job: JSON in most of their short rows.
-PARSE = frozenset({"task_runs"})
-#: Tables whose one pass is a "scan" job: long rows (read from overflow pages into allocated
-#: buffers, printf on long text) and a little JSON.
+#: Tables whose pass is a "scan" job though they hold JSON: long rows (read from overflow pages
+#: into allocated buffers, printf on long text), a little JSON. Other tables with JSON: "parse";
+#: without: "light" (see :class:`Work`).
 LONG_ROWS = frozenset({"tasks"})
 #: The tables scanned, with the relative cost of their pass.
 SCANNED = {"task_events": 100, "tasks": 80, "task_comments": 10, "task_runs": 10, "kanban_notify_subs": 5,
@@ -499,14 +492,9 @@ def plan(board: Schema, conn: sqlite3.Connection | None = None) -> Plan:
             flags.append(nul)
         scan = None
         if flags:
-            parse = [i for i, f in enumerate(flags) if "json_valid" in f.expr]
-            rest = [i for i in range(len(flags)) if i not in parse]
-            if table in SPLIT and parse and rest:
-                passes = [(parse, "parse"), (rest, "light")]  # see Work
-            else:
-                kind = "parse" if table in PARSE else "scan" if table in LONG_ROWS else "light"
-                passes = [(list(range(len(flags))), kind)]
-            scan = Scan(table, _key(board, table), flags, rowid_name(tables[table]), passes)
+            parses = any("json_valid" in f.expr for f in flags)
+            kind = "scan" if table in LONG_ROWS else "parse" if parses else "light"
+            scan = Scan(table, _key(board, table), flags, rowid_name(tables[table]), kind)
             p.units.append(scan)
             p.jobs.extend(scan.jobs(conn, cost))
         scans[table] = (scan, nul)
