@@ -246,3 +246,16 @@ def test_parse_jobs_never_run_side_by_side():
     assert not overlaps
     assert sorted(order) == sorted([f"p{i}" for i in range(4)] + [f"l{i}" for i in range(6)] + [f"s{i}" for i in range(3)])
     assert order.index("l0") < order.index("s0")  # beside a parse, light jobs first
+
+
+def test_connections_do_not_map_the_file(tmp_path):
+    # A memory map lets SQLite 3.40 read past the end of a damaged file's last page (SIGSEGV on
+    # SQLite Forensic Corpus 14-03 under integrity_check): verify reads through read().
+    from kanban_migrate.verifying import checks
+
+    path = make_board(tmp_path, tasks=5)
+    conn = checks.connect(f"file:{path}?mode=ro", 1)
+    try:
+        assert conn.execute("PRAGMA mmap_size").fetchone()[0] == 0
+    finally:
+        conn.close()

@@ -109,7 +109,6 @@ def _run(facts: checks.FileFacts, report: VerifyReport, uri: str, *, full: bool,
     units: list = []
     fk_units: list = []
     try:
-        checks.use_mmap(conn, facts.size)
         try:
             board = snapshot(conn)
         except sqlite3.Error as exc:
@@ -118,7 +117,7 @@ def _run(facts: checks.FileFacts, report: VerifyReport, uri: str, *, full: bool,
 
         # The integrity PRAGMA is the longest single task: it starts first, on its own connection.
         helper = threading.Thread(target=_integrity_worker,
-                                  args=(uri, busy_timeout, facts.size, full, integrity, work),
+                                  args=(uri, busy_timeout, full, integrity, work),
                                   name="verify-integrity", daemon=True)
         helper.start()
         threads.append(helper)
@@ -142,7 +141,7 @@ def _run(facts: checks.FileFacts, report: VerifyReport, uri: str, *, full: bool,
         work.put(jobs)
         work.close()
         for i in range(data_threads() if len(jobs) > 1 else 0):
-            th = threading.Thread(target=_data_worker, args=(uri, busy_timeout, facts.size, work),
+            th = threading.Thread(target=_data_worker, args=(uri, busy_timeout, work),
                                   name=f"verify-data-{i}", daemon=True)
             th.start()
             threads.append(th)
@@ -174,11 +173,10 @@ def _run(facts: checks.FileFacts, report: VerifyReport, uri: str, *, full: bool,
         report.findings.extend(unit.findings)
 
 
-def _integrity_worker(uri, busy_timeout, size, full, out, work) -> None:
+def _integrity_worker(uri, busy_timeout, full, out, work) -> None:
     conn = None
     try:
         conn = checks.connect(uri, busy_timeout)
-        checks.use_mmap(conn, size)
         out.extend(checks.check_integrity(conn, full=full))
     except sqlite3.Error as exc:
         out.append(checks.sqlite_error("integrity", exc, "cannot open the board"))
@@ -192,13 +190,12 @@ def _integrity_worker(uri, busy_timeout, size, full, out, work) -> None:
             conn.close()
 
 
-def _data_worker(uri, busy_timeout, size, work) -> None:
+def _data_worker(uri, busy_timeout, work) -> None:
     try:
         conn = checks.connect(uri, busy_timeout)
     except sqlite3.Error:
         return  # the other workers take the jobs
     try:
-        checks.use_mmap(conn, size)
         _work(conn, work)
     finally:
         conn.close()
