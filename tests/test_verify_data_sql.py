@@ -259,3 +259,21 @@ def test_connections_do_not_map_the_file(tmp_path):
         assert conn.execute("PRAGMA mmap_size").fetchone()[0] == 0
     finally:
         conn.close()
+
+
+def test_orphans_are_found_when_tasks_id_has_no_index(tmp_path):
+    # (a forked schema: the lookups go through NOT IN and its temporary index, not a scan per row)
+    import time
+
+    path = make_board(tmp_path, tasks=1500)
+    sql = query(path, "SELECT sql FROM sqlite_master WHERE name = 'tasks'")[0][0]
+    plant(path, "ALTER TABLE tasks RENAME TO old_tasks",
+          sql.replace("id TEXT PRIMARY KEY", "id TEXT"),
+          "INSERT INTO tasks SELECT * FROM old_tasks", "DROP TABLE old_tasks",
+          "DELETE FROM tasks WHERE rowid % 100 = 0")
+    gone = query(path, "SELECT count(*) FROM task_events WHERE task_id NOT IN (SELECT id FROM tasks)")[0][0]
+    started = time.monotonic()
+    report = verify(path)
+    assert time.monotonic() - started < 10
+    (f,) = [f for f in findings(report, "data", table="task_events") if "does not exist" in f.message]
+    assert f.count == gone > 0

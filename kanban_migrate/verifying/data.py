@@ -574,6 +574,7 @@ class Orphans:
         self.name = f"orphans {table}" + (f".{column}" if table == "task_links" else "")
         self.findings: list[Finding] = []
         self.nul_found = False
+        self._indexed: bool | None = None  # can tasks.id be looked up through an index?
 
     def run(self, conn: sqlite3.Connection) -> None:
         try:
@@ -587,7 +588,8 @@ class Orphans:
             self.nul_found = self.nul
 
     def probe(self, conn: sqlite3.Connection) -> bool:
-        """Are there rows whose task does not exist?"""
+        """Are there rows whose task does not exist? (The join is exact while tasks.id is unique,
+        which its primary key index ensures; ``integrity_check`` checks that index.)"""
         c, t = quote(self.column), quote(self.table)
         (rows,) = conn.execute(f"SELECT count(*) FROM {t}").fetchone()
         (tasks,) = conn.execute("SELECT count(*) FROM tasks").fetchone()
@@ -597,15 +599,25 @@ class Orphans:
             if "SEARCH x" in plan:  # the task column is indexed (with the collation of tasks.id)
                 (matched,) = conn.execute(join).fetchone()
                 return matched != rows
-        (missing,) = conn.execute(f"SELECT EXISTS (SELECT 1 FROM {t} AS x WHERE NOT EXISTS "
-                                  f"(SELECT 1 FROM tasks WHERE tasks.id = x.{c}))").fetchone()
+        (missing,) = conn.execute(f"SELECT EXISTS (SELECT 1 FROM {t} AS x WHERE {self._gone(conn, 'x.' + c)})").fetchone()
         return bool(missing)
+
+    def _gone(self, conn: sqlite3.Connection, x: str) -> str:
+        """SQL that is true when the task id ``x`` names no task: a lookup in tasks.id's index;
+        without one (a forked schema), NOT IN, for which SQLite builds a temporary index once
+        instead of scanning tasks for every row."""
+        if self._indexed is None:
+            plan = " ".join(str(r[-1]) for r in conn.execute("EXPLAIN QUERY PLAN SELECT 1 FROM tasks WHERE tasks.id = ?", (None,)))
+            self._indexed = "SEARCH" in plan
+        if self._indexed:
+            return f"NOT EXISTS (SELECT 1 FROM tasks WHERE tasks.id = {x})"
+        return f"({x} IS NULL OR {x} NOT IN (SELECT id FROM tasks WHERE id IS NOT NULL))"
 
     def _run(self, conn: sqlite3.Connection) -> list[Finding]:
         if not self.probe(conn):
             return []
         c, t, table = quote(self.column), quote(self.table), self.table
-        gone = "NOT EXISTS (SELECT 1 FROM tasks WHERE tasks.id = g.tid)"
+        gone = self._gone(conn, "g.tid")
         nul = nul_test("g.tid") if self.nul else "0"
         sql = f"SELECT g.tid, {nul} FROM (SELECT DISTINCT {c} AS tid FROM {t}) AS g WHERE {gone}"
         tids = []
@@ -616,8 +628,7 @@ class Orphans:
                 self.nul_found = True
         if not tids:
             return []
-        (count,) = conn.execute(f"SELECT count(*) FROM {t} AS x WHERE NOT EXISTS "
-                                f"(SELECT 1 FROM tasks WHERE tasks.id = x.{c})").fetchone()
+        (count,) = conn.execute(f"SELECT count(*) FROM {t} AS x WHERE {self._gone(conn, 'x.' + c)}").fetchone()
         key = _key(self.board, table)
         marks = ", ".join("?" * len(tids))
         examples = [r[0] for r in conn.execute(
