@@ -11,6 +11,7 @@ import click
 from . import __version__
 from .board import DEFAULT_BUSY_TIMEOUT
 from .errors import ExitCode, KanbanMigrateError, UsageError
+from .progress import progress_bar
 from .results import UpgradeResult, table
 
 busy_option = click.option(
@@ -33,33 +34,6 @@ def _paths(dbs: tuple[str, ...], home: Path | None, include_all: bool) -> list[s
         raise UsageError(f"no boards found under {hermes_root(home)}",
                          "name a board file, or point --home at the Hermes home", path=None)
     return found
-
-
-class progress_bar:
-    """A rich progress bar on standard error, shown on a terminal only (never in --json or when
-    piped: callers decide); ``advance(label)`` moves it on."""
-
-    def __init__(self, description: str, total: int):
-        self.description, self.total = description, total
-
-    def __enter__(self):
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[label]}"), TimeElapsedColumn(),
-                                 console=Console(stderr=True), transient=True)
-        self.progress.start()
-        self.task = self.progress.add_task(self.description, total=self.total, label="")
-
-        def advance(label: str = "") -> None:
-            self.progress.update(self.task, advance=1, label=label)
-
-        return advance
-
-    def __exit__(self, *exc):
-        self.progress.stop()
-        return False
 
 
 def _emit_json(items: list[dict], many: bool) -> None:

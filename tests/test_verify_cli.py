@@ -125,3 +125,38 @@ def test_rich_table_on_a_terminal(tmp_path):
 def test_bad_busy_timeout_is_usage(tmp_path, timeout):
     path = make_board(tmp_path)
     assert run("--busy-timeout", timeout, path).exit_code == 2
+
+
+def test_verify_all_in_parallel_processes_agrees_with_one_by_one(tmp_path, board_cache):
+    """verify --all --jobs N covers archived and per-profile boards, in parallel processes, with
+    the same reports in the same order as --jobs 1, and exits with the worst code."""
+    import json as _json
+    import os as _os
+    import shutil as _shutil
+    import subprocess as _subprocess
+    import sys as _sys
+
+    from kanban_migrate.upgrading import upgrade as _upgrade
+
+    home = tmp_path / "hermes"
+    for sub in ("kanban/boards/work", "kanban/boards/_archived/old-1", "profiles/coder"):
+        (home / sub).mkdir(parents=True)
+    targets = [home / "kanban.db", home / "kanban/boards/work/kanban.db",
+               home / "kanban/boards/_archived/old-1/kanban.db", home / "profiles/coder/kanban.db"]
+    for i, t in enumerate(targets):
+        _shutil.copyfile(board_cache("v2b", 20, i + 1), t)
+        if i % 2 == 0:
+            _upgrade(t, backup=False)
+    env = {k: v for k, v in _os.environ.items() if not k.startswith("HERMES")}
+
+    def run(jobs):
+        proc = _subprocess.run([_sys.executable, "-m", "kanban_migrate", "verify", "--all", "--json", "--home",
+                                str(home), "--jobs", str(jobs)], capture_output=True, text=True, env=env, timeout=300)
+        return proc.returncode, _json.loads(proc.stdout)
+
+    code1, one = run(1)
+    code2, par = run(2)
+    assert code1 == code2 == 1  # two legacy boards: a revision warning each
+    assert [r["path"] for r in one] == [r["path"] for r in par] and len(par) == 4
+    assert [(r["ok"], r["revision"]) for r in one] == [(r["ok"], r["revision"]) for r in par]
+    assert [r["ok"] for r in par] == [True, False, True, False]

@@ -11,7 +11,6 @@ import os
 import re
 import sqlite3
 import stat
-import struct
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,13 +65,7 @@ def parse_header(data: bytes):
     """The 100-byte database header as :class:`salvage.fileformat.DbHeader`."""
     from ..salvage.fileformat import DbHeader
 
-    try:
-        return DbHeader.parse(data)
-    except (struct.error, TypeError):
-        # DbHeader.parse's struct layout has one 32-bit field too many (104 bytes for a 100-byte
-        # header); until that is fixed, read the same 23 fields with the documented layout.
-        f = struct.unpack_from(">16sHBBBBBB12I20sII", data, 0)
-        return DbHeader(f[0], 65536 if f[1] == 1 else f[1], *f[2:])
+    return DbHeader.parse(data)
 
 
 def inspect_file(path: str | os.PathLike, *, defer_header: bool = False) -> tuple[FileFacts, list[Finding]]:

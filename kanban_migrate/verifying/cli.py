@@ -43,7 +43,9 @@ def _targets(dbs: tuple[str, ...], home: str | None, include_all: bool) -> list[
               help="Without DB: the Hermes home to look in (default: $HERMES_KANBAN_HOME, $HERMES_HOME, ~/.hermes).")
 @click.option("--busy-timeout", type=click.FloatRange(min=0), default=DEFAULT_BUSY_TIMEOUT, show_default=True,
               help="Seconds to wait for a board another process holds locked.")
-def verify_command(dbs, as_json, full, include_all, home, busy_timeout):
+@click.option("-j", "--jobs", type=click.IntRange(1), default=None,
+              help="Boards verified in parallel processes (default: the core count).")
+def verify_command(dbs, as_json, full, include_all, home, busy_timeout, jobs):
     """Inspect boards without changing them and report findings.
 
     Checks: file (header, size, WAL, backups), integrity (quick_check, or integrity_check with
@@ -51,23 +53,61 @@ def verify_command(dbs, as_json, full, include_all, home, busy_timeout):
     invariants). Without DB, the boards of the Hermes home are verified.
     Exit 0: no error or warning; 1: errors or warnings; 2: usage.
     """
-    from . import verify
-
     paths = _targets(dbs, home, include_all)
+    show = not as_json and len(paths) > 1 and sys.stderr.isatty()
+    if show:
+        from ..progress import progress_bar
+
+        with progress_bar("verifying boards", len(paths)) as advance:
+            outcomes = _verify_all(paths, full, busy_timeout, jobs, on_done=advance)
+    else:
+        outcomes = _verify_all(paths, full, busy_timeout, jobs)
     reports: list[VerifyReport] = []
-    for p in paths:
-        try:
-            reports.append(verify(p, full=full, busy_timeout=busy_timeout))
-        except KanbanMigrateError as exc:
-            # Only a missing path reaches here; everything else is a finding.
-            click.echo(f"kanban-migrate: {exc.line()}", err=True)
-            sys.exit(int(exc.code))
+    for outcome in outcomes:
+        if isinstance(outcome, tuple):  # only a missing path is refused; everything else is a finding
+            code, line = outcome
+            click.echo(f"kanban-migrate: {line}", err=True)
+            sys.exit(code)
+        reports.append(outcome)
     if as_json:
         payload = reports[0].to_dict() if len(reports) == 1 else [r.to_dict() for r in reports]
         click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
     else:
         render(reports)
     sys.exit(0 if all(r.ok for r in reports) else int(ExitCode.PENDING))
+
+
+def _verify_one(path: str, full: bool, busy_timeout: float):
+    from . import verify
+
+    try:
+        return verify(path, full=full, busy_timeout=busy_timeout)
+    except KanbanMigrateError as exc:
+        return (int(exc.code), exc.line())
+
+
+def _verify_all(paths: list[str], full: bool, busy_timeout: float, jobs: int | None, on_done=None) -> list:
+    """One report (or refusal) per path, in order; several boards in parallel processes."""
+    import os
+
+    jobs = jobs or os.cpu_count() or 1
+    if jobs <= 1 or len(paths) <= 1:
+        out = []
+        for p in paths:
+            out.append(_verify_one(p, full, busy_timeout))
+            if on_done:
+                on_done(os.path.basename(p))
+        return out
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    out: list = [None] * len(paths)
+    with ProcessPoolExecutor(max_workers=min(jobs, len(paths))) as pool:
+        futures = {pool.submit(_verify_one, p, full, busy_timeout): i for i, p in enumerate(paths)}
+        for fut in as_completed(futures):
+            out[futures[fut]] = fut.result()
+            if on_done:
+                on_done(os.path.basename(paths[futures[fut]]))
+    return out
 
 
 # ---- human output ----------------------------------------------------------------------------------

@@ -1,0 +1,31 @@
+"""Progress bars for long steps, on a terminal only (callers never show them with --json, --quiet
+or when the output is piped)."""
+
+from __future__ import annotations
+
+
+class progress_bar:
+    """A rich progress bar on standard error, shown on a terminal only (never in --json or when
+    piped: callers decide); ``advance(label)`` moves it on."""
+
+    def __init__(self, description: str, total: int):
+        self.description, self.total = description, total
+
+    def __enter__(self):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[label]}"), TimeElapsedColumn(),
+                                 console=Console(stderr=True), transient=True)
+        self.progress.start()
+        self.task = self.progress.add_task(self.description, total=self.total, label="")
+
+        def advance(label: str = "") -> None:
+            self.progress.update(self.task, advance=1, label=label)
+
+        return advance
+
+    def __exit__(self, *exc):
+        self.progress.stop()
+        return False
