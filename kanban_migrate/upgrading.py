@@ -250,7 +250,7 @@ def upgrade(
         if not create:
             raise
         _create(Path(path), busy_timeout)
-        return UpgradeResult(shown, "created", None, None, "v7", ["v7"], [], None,
+        return UpgradeResult(shown, "created", None, None, HEAD, [HEAD], [], None,
                              time.perf_counter() - started)
     revision = _read_stamp(bf, busy_timeout) if bf.size else None
     if revision == HEAD:
@@ -269,7 +269,7 @@ def upgrade(
             raise NotABoard("an empty database with no tables, not a board yet",
                             "pass --create to initialise it as a new board at head", path=shown)
         _create(bf.path, busy_timeout)
-        return UpgradeResult(shown, "created", "empty", None, "v7", ["v7"], [], None,
+        return UpgradeResult(shown, "created", "empty", None, HEAD, [HEAD], [], None,
                              time.perf_counter() - started)
     if not fp.is_kanban:
         raise NotABoard(f"not a kanban board ({'; '.join(fp.evidence)})",

@@ -555,3 +555,14 @@ def test_top_level_api_is_the_function(tmp_path):
     path = make_board(tmp_path)
     assert kanban_migrate.verify(path).ok
     assert kanban_migrate.verify is kanban_migrate.verifying.verify
+
+
+def test_data_checks_can_be_left_out(tmp_path):
+    """verify(data=False) runs file, integrity, schema and revision only (recover's check)."""
+    path = make_board(tmp_path)
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE tasks SET status = 'no-such-status' WHERE rowid = 1")
+    conn.commit()
+    conn.close()
+    assert any(f.check == "data" for f in verify(path).findings)
+    assert not any(f.check == "data" for f in verify(path, data=False).findings)

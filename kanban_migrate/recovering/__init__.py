@@ -434,7 +434,7 @@ def _verify_rebuilt(db: Path, shown: str, report: RecoverReport) -> None:
     """No integrity or schema error, or nothing is swapped."""
     from ..verifying import verify
 
-    checked = verify(db, full=True)
+    checked = verify(db, full=True, data=False)
     bad = [f for f in checked.findings if f.severity == "error" and f.check in ("integrity", "schema")]
     if report.mode != "salvage":
         bad = [f for f in bad if f.check == "integrity"]  # a WAL-only/REINDEX board keeps its schema

@@ -34,10 +34,11 @@ from .model import CHECKS, SEVERITIES, Finding, VerifyReport
 __all__ = ["verify", "verify_many", "VerifyReport", "Finding", "SEVERITIES", "CHECKS"]
 
 
-def verify(path: str | os.PathLike, *, full: bool = False,
+def verify(path: str | os.PathLike, *, full: bool = False, data: bool = True,
            busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> VerifyReport:
     """Verify the board at ``path``; see the module docstring. ``full`` runs
-    ``PRAGMA integrity_check`` instead of ``quick_check`` (index contents are compared too)."""
+    ``PRAGMA integrity_check`` instead of ``quick_check`` (index contents are compared too);
+    ``data=False`` leaves out the data checks (``recover`` only needs integrity and schema)."""
     shown = str(path)
     report = VerifyReport(shown)
     try:
@@ -51,7 +52,7 @@ def verify(path: str | os.PathLike, *, full: bool = False,
     report.findings.extend(found)
     if facts.openable:
         try:
-            _inspect(facts, report, full=full, busy_timeout=busy_timeout)
+            _inspect(facts, report, full=full, data=data, busy_timeout=busy_timeout)
         except Exception as exc:  # noqa: BLE001 - a report, never a traceback
             report.findings.append(Finding("integrity", "error", f"verify stopped: {type(exc).__name__}: {exc}",
                                            hint="report this as a bug of kanban-migrate, with the board if possible"))
@@ -65,7 +66,7 @@ def verify_many(paths, **kw) -> list[VerifyReport]:
     return [verify(p, **kw) for p in paths]
 
 
-def _inspect(facts: checks.FileFacts, report: VerifyReport, *, full: bool, busy_timeout: float) -> None:
+def _inspect(facts: checks.FileFacts, report: VerifyReport, *, full: bool, data: bool, busy_timeout: float) -> None:
     tmpdir = None
     path = facts.path
     if checks.needs_private_copy(facts):
@@ -79,7 +80,7 @@ def _inspect(facts: checks.FileFacts, report: VerifyReport, *, full: bool, busy_
         shutil.copyfile(facts.wal, str(path) + "-wal")
         report.findings.append(Finding("file", "info", "read from a private copy (the -wal has no -shm beside it)"))
     try:
-        _run(facts, report, checks.open_uri(facts, path), full=full, busy_timeout=busy_timeout)
+        _run(facts, report, checks.open_uri(facts, path), full=full, data=data, busy_timeout=busy_timeout)
     finally:
         if tmpdir:
             import shutil
@@ -94,9 +95,10 @@ def data_threads() -> int:
     return max(0, (os.cpu_count() or 2) - 2)
 
 
-def _run(facts: checks.FileFacts, report: VerifyReport, uri: str, *, full: bool, busy_timeout: float) -> None:
+def _run(facts: checks.FileFacts, report: VerifyReport, uri: str, *, full: bool, data: bool,
+         busy_timeout: float) -> None:
     from ..schema import snapshot
-    from . import data
+    from . import data as data_checks
 
     try:
         conn = checks.connect(uri, busy_timeout)
@@ -104,7 +106,7 @@ def _run(facts: checks.FileFacts, report: VerifyReport, uri: str, *, full: bool,
         report.findings.append(checks.sqlite_error("integrity", exc, "cannot open the board"))
         return
     threads: list[threading.Thread] = []
-    work = data.Work()
+    work = data_checks.Work()
     integrity: list[Finding] = []
     units: list = []
     fk_units: list = []
@@ -127,14 +129,14 @@ def _run(facts: checks.FileFacts, report: VerifyReport, uri: str, *, full: bool,
 
         fp = fingerprint(board)  # imports head (SQLAlchemy) while the PRAGMA runs
         report.shape = str(fp) if fp.is_kanban else fp.shape
-        jobs: list[data.Job] = []
+        jobs: list[data_checks.Job] = []
         p = None
-        if fp.is_kanban:
-            p = data.plan(board, conn)
+        if fp.is_kanban and data:
+            p = data_checks.plan(board, conn)
             jobs, units = list(p.jobs), p.units
         for table, t in board.tables.items():
             if t.foreign_keys:
-                unit = data.Call(f"foreign keys {table}", lambda c, tb=table: checks.check_foreign_keys(c, tb),
+                unit = data_checks.Call(f"foreign keys {table}", lambda c, tb=table: checks.check_foreign_keys(c, tb),
                                  check="integrity", table=table)
                 fk_units.append(unit)
                 jobs.append(unit.job(1))
@@ -158,7 +160,7 @@ def _run(facts: checks.FileFacts, report: VerifyReport, uri: str, *, full: bool,
         for th in threads:
             th.join()
         if p is not None:
-            data.finish(p, conn)
+            data_checks.finish(p, conn)
     finally:
         work.close()  # stopped early: let the workers end (they finish the jobs already queued)
         for th in threads:
