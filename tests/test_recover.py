@@ -109,25 +109,29 @@ def test_recover_damaged_board(case, damaged, tmp_path):
         assert not report.missing_tasks
 
 
+def left_by_a_killed_writer(board: Path, folder: Path, statements) -> Path:
+    """The files a writer killed after committing leaves: its commits are in the -wal, never
+    checkpointed (the files are copied while it still has the board open)."""
+    conn = sqlite3.connect(board, isolation_level=None)
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+    conn.execute("BEGIN")
+    for sql, args in statements:
+        conn.execute(sql, args)
+    conn.execute("COMMIT")
+    folder.mkdir()
+    shutil.copyfile(board, folder / "kanban.db")
+    shutil.copyfile(Path(str(board) + "-wal"), folder / "kanban.db-wal")
+    conn.close()
+    return folder / "kanban.db"
+
+
 def test_uncheckpointed_wal_beside_a_damaged_main_file(tmp_path, board_cache):
     src = board_cache("v7", 300, 8)
     board = tmp_path / "kanban.db"
     shutil.copyfile(src, board)
-    # A writer commits more tasks; they stay in the WAL (no checkpoint) and we copy files while it
-    # still has the board open, as a killed process would leave them.
-    conn = sqlite3.connect(board, isolation_level=None)
-    conn.execute("PRAGMA wal_autocheckpoint=0")
-    conn.execute("BEGIN")
-    for i in range(50):
-        conn.execute("INSERT INTO tasks (id, title, status, created_at) VALUES (?, ?, 'todo', 1790000000)",
-                     (f"t_f{i:07x}", f"from the WAL {i}"))
-    conn.execute("COMMIT")
-    crashed = tmp_path / "crashed"
-    crashed.mkdir()
-    shutil.copyfile(board, crashed / "kanban.db")
-    shutil.copyfile(Path(str(board) + "-wal"), crashed / "kanban.db-wal")
-    conn.close()
-    victim = crashed / "kanban.db"
+    inserts = [("INSERT INTO tasks (id, title, status, created_at) VALUES (?, ?, 'todo', 1790000000)",
+                (f"t_f{i:07x}", f"from the WAL {i}")) for i in range(50)]
+    victim = left_by_a_killed_writer(board, tmp_path / "crashed", inserts)
     pg = C.leaf_pages(victim, "task_events")[0]
     C.write_page(victim, pg, random.Random(3).randbytes(C.page_size(victim)))
     report = recover(victim)
@@ -139,20 +143,12 @@ def test_uncheckpointed_wal_beside_a_damaged_main_file(tmp_path, board_cache):
 
 def test_wal_only_board(tmp_path, board_cache):
     """A board whose main file is fine and whose WAL holds commits: checkpoint, nothing salvaged."""
-    src = board_cache("v5", 100, 2)
     board = tmp_path / "kanban.db"
-    shutil.copyfile(src, board)
-    conn = sqlite3.connect(board, isolation_level=None)
-    conn.execute("PRAGMA wal_autocheckpoint=0")
-    conn.execute("UPDATE tasks SET title = title || ' (edited)'")
-    snapshot_dir = tmp_path / "snap"
-    snapshot_dir.mkdir()
-    shutil.copyfile(board, snapshot_dir / "kanban.db")
-    shutil.copyfile(Path(str(board) + "-wal"), snapshot_dir / "kanban.db-wal")
-    conn.close()
-    report = recover(snapshot_dir / "kanban.db")
+    shutil.copyfile(board_cache("v5", 100, 2), board)
+    victim = left_by_a_killed_writer(board, tmp_path / "snap", [("UPDATE tasks SET title = title || ' (edited)'", ())])
+    report = recover(victim)
     assert report.mode == "wal-only" and report.code == 0
-    assert all(r["title"].endswith("(edited)") for r in rows(snapshot_dir / "kanban.db", "tasks"))
+    assert all(r["title"].endswith("(edited)") for r in rows(victim, "tasks"))
 
 
 def test_index_only_damage_is_reindexed(tmp_path, board_cache):

@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 __all__ = [
     "MAGIC", "DbHeader", "read_varint", "read_varint_signed", "serial_type_size",
     "decode_record", "text_decoder", "text_codec", "PageHeader", "parse_page_header",
-    "cell_pointers", "local_payload_size", "table_leaf_cell", "table_interior_cell",
-    "index_cell", "read_overflow", "walk_freelist", "FreelistInfo",
+    "cell_pointers", "local_payload_size", "read_overflow", "walk_freelist", "FreelistInfo",
     "ptrmap_pages", "is_ptrmap_page", "ptrmap_page_for", "ptrmap_entries",
     "record_serial_types", "pending_byte_page", "RecordError",
     "PAGE_TABLE_LEAF", "PAGE_TABLE_INTERIOR", "PAGE_INDEX_LEAF", "PAGE_INDEX_INTERIOR",
@@ -404,47 +403,6 @@ def local_payload_size(payload: int, usable: int, table_leaf: bool) -> int:
     m = ((usable - 12) * 32 // 255) - 23
     k = m + (payload - m) % (usable - 4)
     return k if k <= x else m
-
-
-def table_leaf_cell(page, ptr: int, usable: int):
-    """(payload_size, rowid, payload_start, local_size, first_overflow_page) of a table-leaf cell."""
-    plen, p = read_varint(page, ptr)
-    rowid, p = read_varint_signed(page, p)
-    local = local_payload_size(plen, usable, True)
-    ovf = 0
-    if local < plen:
-        if p + local + 4 > usable:
-            raise RecordError("cell overruns page")
-        ovf = _U32.unpack_from(page, p + local)[0]
-    elif p + plen > usable:
-        raise RecordError("cell overruns page")
-    return plen, rowid, p, local, ovf
-
-
-def table_interior_cell(page, ptr: int) -> tuple[int, int]:
-    """(left child page, integer key) of a table-interior cell."""
-    child = _U32.unpack_from(page, ptr)[0]
-    key, _ = read_varint_signed(page, ptr + 4)
-    return child, key
-
-
-def index_cell(page, ptr: int, usable: int, interior: bool):
-    """(left child or 0, payload_size, payload_start, local_size, first_overflow_page)."""
-    child = 0
-    p = ptr
-    if interior:
-        child = _U32.unpack_from(page, p)[0]
-        p += 4
-    plen, p = read_varint(page, p)
-    local = local_payload_size(plen, usable, False)
-    ovf = 0
-    if local < plen:
-        if p + local + 4 > usable:
-            raise RecordError("cell overruns page")
-        ovf = _U32.unpack_from(page, p + local)[0]
-    elif p + plen > usable:
-        raise RecordError("cell overruns page")
-    return child, plen, p, local, ovf
 
 
 def read_overflow(get_page, first: int, need: int, usable: int, claimed=None) -> tuple[bytes, list[int], bool]:
