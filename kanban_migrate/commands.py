@@ -86,10 +86,8 @@ def upgrade(dbs, include_all, home, create, dry_run, sql, check, as_json, quiet,
     else:
         results = upgrade_many(paths, jobs=jobs, **kw)
     many = len(results) > 1 or include_all or not dbs
-    worst = max(r.code for r in results)
-    if check or dry_run:
-        worst = max(worst, max((1 if r.status == "pending" else 0) for r in results)) if check else max(
-            (r.code for r in results if r.status != "pending"), default=0)
+    # A board with work pending counts (exit 1) only for --check; --dry-run and --sql just report.
+    worst = max((0 if r.status == "pending" and not check else r.code) for r in results)
     if as_json:
         _emit_json([r.to_dict() for r in results], many)
     elif sql:
@@ -106,8 +104,6 @@ def upgrade(dbs, include_all, home, create, dry_run, sql, check, as_json, quiet,
                 click.echo(r.line())
     else:
         _print_results(results, many)
-    if sql and not check:
-        worst = max((r.code for r in results if r.status != "pending"), default=0)
     sys.exit(worst)
 
 

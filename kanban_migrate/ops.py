@@ -261,18 +261,12 @@ def backfill_running_runs() -> None:
     """A run for every task that is ``running`` without one, and ``current_run_id`` pointing at it."""
     if not has_table("task_runs") or not has_column("tasks", "current_run_id"):
         return
-    have = set(board().columns("tasks"))
-    src = {
-        "task_id": "id", "profile": "assignee", "status": "'running'", "claim_lock": "claim_lock",
-        "claim_expires": "claim_expires", "worker_pid": "worker_pid",
-        "max_runtime_seconds": "max_runtime_seconds", "last_heartbeat_at": "last_heartbeat_at",
-        "started_at": "COALESCE(started_at, CAST(strftime('%s','now') AS INTEGER))",
-    }
-    cols = [c for c, e in src.items() if not e.isidentifier() or e in have]
-    if "started_at" not in have:
-        src["started_at"] = "CAST(strftime('%s','now') AS INTEGER)"
+    # By v4 the chain has given tasks every column read here (v0 and v1 add them where missing).
     run(
-        f"INSERT INTO task_runs ({', '.join(cols)}) SELECT {', '.join(src[c] for c in cols)} "
+        "INSERT INTO task_runs (task_id, profile, status, claim_lock, claim_expires, worker_pid, "
+        "max_runtime_seconds, last_heartbeat_at, started_at) "
+        "SELECT id, assignee, 'running', claim_lock, claim_expires, worker_pid, max_runtime_seconds, "
+        "last_heartbeat_at, COALESCE(started_at, CAST(strftime('%s','now') AS INTEGER)) "
         "FROM tasks WHERE status = 'running' AND current_run_id IS NULL ORDER BY rowid"
     )
     run(
