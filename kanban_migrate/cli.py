@@ -16,9 +16,9 @@ import json
 import os
 import sys
 
-from .errors import KanbanMigrateError
+from .errors import ExitCode, KanbanMigrateError
 
-INTERNAL_ERROR = 70
+INTERNAL_ERROR = int(ExitCode.INTERNAL)
 _FAST_FLAGS = {"--quiet", "-q", "--all", "--no-backup", "--check", "--json"}
 _FAST_VALUED = {"--home", "--busy-timeout", "--jobs", "-j"}
 

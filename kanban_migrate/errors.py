@@ -18,6 +18,8 @@ class ExitCode(enum.IntEnum):
     USAGE = 2  #: bad usage, including a path that does not exist
     REFUSED = 3  #: the input was refused and left untouched (not a board, corrupt, newer, ...)
     BUSY = 4  #: the board is locked or in use by another process
+    ENVIRONMENT = 5  #: the environment failed (disk full, file-size limit, read-only folder, permissions): nothing was changed; fix it and rerun
+    INTERNAL = 70  #: a bug in kanban-migrate (EX_SOFTWARE); please report it
 
 
 class KanbanMigrateError(Exception):
@@ -66,3 +68,12 @@ class NewerRevision(Refused):
 
 class BoardBusy(KanbanMigrateError):
     code = ExitCode.BUSY
+
+
+class EnvironmentFailure(KanbanMigrateError):
+    """The machine, not the board, stopped the run (ENOSPC, EFBIG, EROFS, EACCES, ...).
+
+    Raised only after everything the run made was removed and the board is as it was.
+    """
+
+    code = ExitCode.ENVIRONMENT
