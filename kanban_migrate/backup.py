@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,25 @@ def fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def inherit_access(made: Path, board: Path) -> None:
+    """Give a file or folder made from ``board`` the board's access, never wider.
+
+    A copy of a board holds the board's rows, so it must not be readable by anyone who cannot read
+    the board: a file gets the board's permission bits (a folder gets them plus the matching search
+    bits); when this process may (root), it also gets the board's owner and group, so the
+    application that owns the board can still open what is put at the board's path.
+    """
+    st = board.stat()
+    mode = stat.S_IMODE(st.st_mode) & 0o666
+    if made.is_dir():
+        mode |= (mode & 0o444) >> 2  # search bit wherever read is allowed
+    os.chmod(made, mode)
+    if os.geteuid() == 0:
+        mine = made.stat()
+        if (mine.st_uid, mine.st_gid) != (st.st_uid, st.st_gid):
+            os.chown(made, st.st_uid, st.st_gid)
 
 
 def backup_board(source: sqlite3.Connection, board: Path, *, keep: int = KEEP) -> Path:
