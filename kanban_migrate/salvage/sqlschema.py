@@ -88,6 +88,29 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+_SAFE_TYPE = re.compile(
+    r"[A-Za-z_][A-Za-z0-9_]*(?: [A-Za-z_][A-Za-z0-9_]*)*"
+    r"(?:\s*\(\s*[+-]?\d+(?:\.\d+)?\s*(?:,\s*[+-]?\d+(?:\.\d+)?\s*)?\))?"
+)
+
+
+def safe_type(decl_type: str | None) -> str | None:
+    """``decl_type`` if it is a plain SQLite type name (words, optionally ``(n)`` or ``(n, m)``),
+    else None.
+
+    A declared type read from a damaged or crafted file is text that will be spliced into a new
+    CREATE TABLE; anything beyond a type name (a ``)``, a comma, a CHECK, a comment) could add
+    columns or constraints, so it is refused and the caller falls back to the type's affinity or
+    to no type at all.
+    """
+    if decl_type is None:
+        return None
+    text = " ".join(decl_type.split())
+    if len(text) > 100 or not _SAFE_TYPE.fullmatch(text):
+        return None
+    return text
+
+
 def affinity(decl_type: str | None) -> str:
     """SQLite column affinity of a declared type: INTEGER, TEXT, BLOB, REAL or NUMERIC."""
     t = (decl_type or "").upper()
