@@ -17,7 +17,8 @@ import sqlite3
 from pathlib import Path
 
 from ..salvage.dump import LostAndFound, readable, table_statement
-from ..salvage.sqlschema import create_index_sql, parse_create_index, parse_create_table, quote_ident
+from ..salvage.sqlschema import (create_index_sql, parse_create_index, parse_create_table, quote_ident,
+                                  uncopied_clauses)
 from .report import RecoverReport, TableReport
 
 INTERNAL = {"sqlite_sequence", "sqlite_stat1", "sqlite_stat2", "sqlite_stat3", "sqlite_stat4", "alembic_version"}
@@ -58,9 +59,10 @@ def _create(conn: sqlite3.Connection, name: str, t, shapes: dict, report: Recove
     notes: list[str] = []
     if sql is None:
         sql, _, notes = table_statement(name, t)
-        if t.sql:
-            notes = notes + ["recreated from its parsed definition (CHECK constraints, foreign keys and "
-                             "collations stored in a damaged file are not copied)"]
+        clauses = uncopied_clauses(t.sql)
+        if clauses:
+            notes = notes + [f"recreated from its parsed definition without its {', '.join(clauses)} clause(s) "
+                             "(expressions stored in a damaged file are never copied)"]
     for attempt in (sql, f"CREATE TABLE {quote_ident(name)} ({', '.join(f'c{i}' for i in range(len(t.columns))) or 'c0'})"):
         try:
             conn.execute(attempt)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 __all__ = ["ColumnDef", "TableDef", "IndexDef", "parse_create_table", "parse_create_index",
            "affinity", "tokenize", "quote_ident", "NO_DEFAULT", "safe_type", "sql_literal",
-           "create_table_sql", "create_index_sql", "single_statement"]
+           "create_table_sql", "create_index_sql", "single_statement", "uncopied_clauses"]
 
 
 class _NoDefault:
@@ -646,3 +646,17 @@ def single_statement(sql: str, *kinds: str) -> bool:
         return False
     p.accept("TEMP", "TEMPORARY")
     return p.accept(*kinds) and sqlite3.complete_statement(sql.rstrip().rstrip(";") + ";")
+
+
+_UNCOPIED = {"CHECK": "CHECK", "REFERENCES": "foreign key", "COLLATE": "COLLATE", "GENERATED": "generated column",
+             "AS": "generated column", "CONFLICT": "ON CONFLICT"}
+
+
+def uncopied_clauses(sql: str | None) -> list[str]:
+    """The clauses of a stored CREATE TABLE that :func:`create_table_sql` does not carry over."""
+    found: list[str] = []
+    for tok in tokenize(sql or ""):
+        what = _UNCOPIED.get(tok.value) if tok.kind == _ID else None
+        if what and what not in found:
+            found.append(what)
+    return found
