@@ -74,6 +74,19 @@ class Made:
 WORK_PREFIX = ".kanban-recover-"
 
 
+def present(path: Path) -> bool:
+    """A file is there (a name too long for the file system names no file: False, not an error)."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            return False
+        raise
+    return True
+
+
 def remove(path: Path) -> None:
     """Remove a file, a work folder (with its contents: only this tool writes there) or an
     empty folder the run created for it; never a non-empty folder of anyone else."""

@@ -97,7 +97,7 @@ def check_final(path: Path) -> str | None:
 def _final_checkpoint(db: Path) -> None:
     """Checkpoint everything into the main file and say so, or raise: a checkpoint that did not
     complete (busy, or a write that failed) must never pass for a finished board."""
-    conn = sqlite3.connect(str(db), isolation_level=None)
+    conn = sqlite3.connect(str(db), timeout=1.0, isolation_level=None)  # only this run opens it
     try:
         mode = str(conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower()
         row = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
@@ -137,6 +137,11 @@ class _Run:
 
         if not self.in_place:
             return
+        longest = swap.aside_path(self.board, "0" * 16).name + "-journal"
+        if len(os.fsencode(longest)) > _name_max(self.board.parent):
+            raise EnvironmentFailure(
+                "the board's name is too long for its quarantine copy's name (<board>.corrupt.<hash>.bak)",
+                "rename the board to a shorter name, or recover to a new file with --output", path=self.shown)
         if not assume_idle:
             why = unprovable(self.board)
             if why:
@@ -165,12 +170,6 @@ class _Run:
     # --- step 1: where the work goes ------------------------------------------------------------
     def prepare(self, workdir: Path | None) -> None:
         board = self.board
-        if self.in_place:
-            longest = swap.aside_path(board, "0" * 16).name + "-journal"
-            if len(os.fsencode(longest)) > _name_max(board.parent):
-                raise EnvironmentFailure(
-                    "the board's name is too long for its quarantine copy's name (<board>.corrupt.<hash>.bak)",
-                    "rename the board to a shorter name, or recover to a new file with --output", path=self.shown)
         base = Path(workdir).absolute() if workdir is not None else (
             board.parent if self.in_place else self.out.parent)
         for target in (self.out, self.dump_to):
@@ -261,6 +260,8 @@ class _Run:
                          time_limit=time_limit, shapes=known_shapes())
         report.pages_unreadable, report.timed_out = result.pages_unreadable, result.timed_out
         staging = self.work / "rebuilt.db"
+        os.close(os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        inherit_access(staging, self.board)  # SQLite keeps a file's access; its -wal/-shm follow it
         placed = load(result, staging, report, known_shapes())
         if not placed:
             raise Refused("nothing could be recovered: no readable row of any table",

@@ -24,7 +24,7 @@ from pathlib import Path
 from ..backup import inherit_access
 from ..board import DEFAULT_BUSY_TIMEOUT, sidecar
 from ..errors import BoardBusy
-from .files import hashed_copy, remove
+from .files import hashed_copy, present, remove
 
 SIDECARS = ("", "-wal", "-journal")
 COPY = "board.db"
@@ -42,10 +42,10 @@ class Snapshot:
 def _identity(board: Path) -> tuple:
     out = []
     for suffix in SIDECARS:
-        try:
+        if present(sidecar(board, suffix)):
             st = os.stat(sidecar(board, suffix))
             out.append((st.st_ino, st.st_size, st.st_mtime_ns))
-        except FileNotFoundError:
+        else:
             out.append(None)
     return tuple(out)
 
@@ -71,7 +71,7 @@ def _copy_once(board: Path, work: Path) -> Snapshot:
     copy = work / COPY
     for suffix in SIDECARS:
         src = sidecar(board, suffix)
-        if not src.is_file():
+        if not present(src):
             continue
         dest = sidecar(copy, suffix)
         one = hashlib.sha256()

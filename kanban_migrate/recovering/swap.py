@@ -33,7 +33,7 @@ from pathlib import Path
 from ..backup import fsync_dir, inherit_access, list_backups
 from ..board import sidecar
 from ..errors import BoardBusy, Refused
-from .files import Made, fsync_file, hashed_copy, place_new, remove, temp_path
+from .files import Made, fsync_file, hashed_copy, place_new, present, remove, temp_path
 from .swapjournal import journal_path
 
 QUARANTINE_KEEP = 10  # as the application: at most 10 quarantine copies per board
@@ -67,10 +67,10 @@ def _alive(pid: int, start: str | None) -> bool:
 def _identity(board: Path) -> list:
     out = []
     for suffix in ("", "-wal"):
-        try:
+        if present(sidecar(board, suffix)):
             st = os.stat(sidecar(board, suffix))
             out.append([st.st_ino, st.st_size, st.st_mtime_ns])
-        except FileNotFoundError:
+        else:
             out.append(None)
     return out
 
