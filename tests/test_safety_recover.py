@@ -532,20 +532,24 @@ SYSCALLS = ("rename", "link", "unlink", "fsync")
 
 
 def _kill_points(trace: str) -> list[tuple[str, int]]:
-    """(syscall, n) for every rename/link/unlink/fsync from the swap image on (n counts that
-    syscall from the start of the run, as strace's when= does)."""
+    """(syscall, n), n counting that syscall from the start of the run as strace's when= does:
+    every rename (the journal's versions and the swap itself), and a sample of the links, unlinks
+    and fsyncs from the swap image on (building it, keeping the original aside, the swap, the
+    clean-up)."""
     counts = dict.fromkeys(SYSCALLS, 0)
-    points, swapping = [], False
+    renames, others, swapping = [], [], False
     for line in trace.splitlines():
         call = line.split(" ", 1)[-1].split("(", 1)[0].strip()
         if call not in counts or "resumed>" in line:
             continue
         counts[call] += 1
-        if ".image" in line:
-            swapping = True
-        if swapping:
-            points.append((call, counts[call]))
-    return points
+        swapping = swapping or ".image" in line
+        if call == "rename":
+            renames.append((call, counts[call]))
+        elif swapping:
+            others.append((call, counts[call]))
+    step = max(1, len(others) // 6)
+    return renames + others[::step]
 
 
 @pytest.mark.skipif(not STRACE, reason="needs strace for fault injection")
@@ -558,19 +562,22 @@ def test_a_kill_anywhere_in_the_swap_loses_nothing(tmp_path, board_cache):
     subprocess.run([STRACE, "-f", "-qq", "-o", str(trace), "-e", "trace=" + ",".join(SYSCALLS), *cmd],
                    check=True, capture_output=True, timeout=300)
     points = _kill_points(trace.read_text())
-    assert len(points) >= 8 and ("rename", 3) in points
+    assert len(points) >= 10 and ("rename", 4) in points
     for k, (call, n) in enumerate(points):
         folder = tmp_path / f"k{k}"
         board = _victim(folder, src)
         original = {p.name: sha256(p) for p in folder.iterdir()}
-        killed = subprocess.run([STRACE, "-f", "-qq", "-o", "/dev/null", "-e", f"trace={call}",
+        killed = subprocess.run([STRACE, "-f", "--seccomp-bpf", "-qq", "-o", "/dev/null", "-e", f"trace={call}",
                                  "-e", f"inject={call}:signal=KILL:when={n}",
                                  sys.executable, "-m", "kanban_migrate", "recover", str(board)],
                                 capture_output=True, timeout=300)
         assert killed.returncode != 0, (call, n)
         # the board at the path is always readable, with every committed row
         assert task_ids(board) >= want, (call, n)
-        swapped = "t_w0000000" in task_ids(board) and integrity(board) == [("ok",)]
+        try:
+            swapped = integrity(board) == [("ok",)]  # the rebuilt board (the original is damaged)
+        except sqlite3.DatabaseError:
+            swapped = False
         if not swapped:
             assert {p: sha256(folder / p) for p in original} == original, (call, n)
         # the application writes, then any later command settles the run
@@ -579,12 +586,12 @@ def test_a_kill_anywhere_in_the_swap_loses_nothing(tmp_path, board_cache):
         later = cli("status", board)
         assert "Traceback" not in later.stderr, later.stderr
         assert ours_left(folder) == [], (call, n)
-        ids = task_ids(board)
-        assert ids >= want | {"t_a0000000"}, (call, n)
-        again = cli("recover", board)
-        assert again.returncode in (0, 1), (call, n, again.stderr)
         assert task_ids(board) >= want | {"t_a0000000"}, (call, n)
-        assert integrity(board) == [("ok",)] and ours_left(folder) == []
+        if k % 4 == 0:  # and a whole run afterwards still works
+            again = cli("recover", board)
+            assert again.returncode in (0, 1), (call, n, again.stderr)
+            assert task_ids(board) >= want | {"t_a0000000"}, (call, n)
+            assert integrity(board) == [("ok",)] and ours_left(folder) == []
         shutil.rmtree(folder)
 
 

@@ -11,7 +11,6 @@ import hashlib
 import os
 import shutil
 import sqlite3
-import tempfile
 from pathlib import Path
 
 from ..backup import fsync_dir, inherit_access
@@ -116,11 +115,16 @@ def make_dirs(folder: Path, made: Made) -> None:
         made.add(d)
 
 
-def work_folder(base: Path, board: Path, made: Made) -> Path:
-    """A new hidden folder inside ``base`` (created if missing): never an existing folder, so
-    removing it never removes anything this run did not make."""
-    make_dirs(base, made)
-    work = Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=base))
+def work_name(base: Path) -> Path:
+    """A name for a new work folder inside ``base``: never an existing folder, so removing it
+    never removes anything the run did not make."""
+    return Path(base).absolute() / f"{WORK_PREFIX}{os.getpid()}-{os.urandom(4).hex()}"
+
+
+def make_work(work: Path, board: Path, made: Made) -> Path:
+    """Create the work folder ``work`` (and its missing parents) with the board's access."""
+    make_dirs(work.parent, made)
+    work.mkdir()
     made.add(work)
     inherit_access(work, board)
     return work

@@ -18,7 +18,8 @@ from ..board import DEFAULT_BUSY_TIMEOUT, MAGIC, _uri, sidecar
 from ..errors import (BoardBusy, EnvironmentFailure, ExitCode, KanbanMigrateError, MissingBoard, NotABoard,
                       Refused, UsageError)
 from . import swap
-from .files import Made, copy_sparse, environment_cause, fsync_file, make_dirs, place_new, temp_path, work_folder
+from .files import (Made, copy_sparse, environment_cause, fsync_file, make_dirs, make_work, place_new, present,
+                    temp_path, work_name)
 from .report import RecoverReport
 
 BUSY_HINT = "stop the board's processes (gateways, dispatcher, workers) first, or pass --output"
@@ -175,8 +176,8 @@ class _Run:
         for target in (self.out, self.dump_to):
             if target is not None:
                 make_dirs(target.parent, self.made)
-        self.work = work_folder(base, board, self.made)
-        planned: list[Path] = []
+        work = work_name(base)
+        planned: list[Path] = [work]
         if self.out is not None:
             self.out_tmp = temp_path(self.out.parent, "out")
             planned.append(self.out_tmp)
@@ -184,15 +185,17 @@ class _Run:
             self.dump_tmp = temp_path(self.dump_to.parent, "sql")
             planned.append(self.dump_tmp)
         if self.in_place:
-            self.image, image_wal, image_shm = swap.image_names(board)
+            image_files = swap.image_names(board)
+            self.image = image_files[0]
             self.aside_tmp = {s: temp_path(board.parent, f"aside{s}") for s in swap.ASIDE_SUFFIXES}
-            planned += [self.image, image_wal, image_shm, *self.aside_tmp.values()]
+            planned += [*image_files, *self.aside_tmp.values()]
             if swap.journal_path(board).exists():
                 raise BoardBusy("another recover's swap journal is beside the board",
                                 f"remove {swap.journal_path(board)} if no recover runs", path=self.shown)
-            keep = [self.work] if self.keep_workdir else []
+            keep = [work] if self.keep_workdir else []
             self.journal = swap.Journal(board, self.made, planned, keep)
-            self.journal.write()
+            self.journal.write()  # before anything it lists is made
+        self.work = make_work(work, board, self.made)
 
     # --- step 2: the copy every later step works on --------------------------------------------
     def copy(self, busy_timeout: float) -> None:
@@ -336,11 +339,14 @@ class _Run:
 
     def _swap(self, db: Path) -> None:
         board = self.board
+        final = swap.aside_path(board, self.snap.digest)
+        fresh = [] if present(final) else [sidecar(final, s) for s in swap.ASIDE_SUFFIXES
+                                             if present(sidecar(self.snap.copy, s))]
+        self.journal.write(aside=[str(p) for p in fresh], identity=swap._identity(board))
         image_wal = swap.build_image(db, board, self.image, self.made)
         aside, created = swap.make_aside(board, self.snap.copy, self.snap.digest, self.made, self.aside_tmp)
         self.delivered += created
-        self.journal.write(phase="ready", image_wal=str(image_wal), aside=[str(p) for p in created],
-                           identity=swap._identity(board))
+        self.journal.write(phase="ready", image_wal=str(image_wal), aside=[str(p) for p in created])
         swap.commit(board, image_wal)
         self.committed = True
         self.made.forget(image_wal)

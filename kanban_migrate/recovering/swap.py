@@ -34,7 +34,7 @@ from ..backup import fsync_dir, inherit_access, list_backups
 from ..board import sidecar
 from ..errors import BoardBusy, Refused
 from .files import Made, fsync_file, hashed_copy, place_new, present, remove, temp_path
-from .swapjournal import journal_path
+from .swapjournal import journal_path, next_journal_path
 
 QUARANTINE_KEEP = 10  # as the application: at most 10 quarantine copies per board
 ASIDE_SUFFIXES = ("-wal", "-journal", "")  # the main file last: it names the set
@@ -90,69 +90,86 @@ class Journal:
     def write(self, **changes) -> None:
         self.data.update(changes)
         self.data["made"] = [str(p) for p in self.made.paths]
-        tmp = temp_path(self.path.parent, "swap-new")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(self.data, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            remove(tmp)
-            raise
+        tmp = next_journal_path(self.board)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(self.data, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
         fsync_dir(self.path.parent)
         self.written = True
 
     def close(self) -> None:
+        next_journal_path(self.board).unlink(missing_ok=True)
         if self.written:
             self.path.unlink(missing_ok=True)
             fsync_dir(self.path.parent)
             self.written = False
 
 
+def _read(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def settle(board: Path, shown: str | None = None) -> str | None:
     """Finish or roll back the swap of a recover run that died; None when there is none.
 
-    Raises BoardBusy while the run that wrote the journal is still alive.
+    The journal (renamed into place whole) decides; a next version that was never renamed only
+    adds paths the run had planned. Raises BoardBusy while the run is still alive.
     """
-    path = journal_path(board)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
+    path, nxt = journal_path(board), next_journal_path(board)
+    data, newer = _read(path), _read(nxt)
+    if data is None and newer is None:
+        if nxt.exists() and time.time() - nxt.stat().st_mtime > 60:
+            nxt.unlink(missing_ok=True)  # a first version cut short: nothing was made after it
         return None
-    except (OSError, ValueError):
-        return None  # unreadable: not a journal this tool wrote whole (it is renamed into place)
-    if data.get("board") != str(board) or data.get("pid") == os.getpid():
-        return None
-    if _alive(int(data.get("pid", 0)), data.get("start")):
-        raise BoardBusy(f"a recover of this board is in progress (process {data.get('pid')})",
-                        "wait for it to finish", path=shown or str(board))
+    for d in (data, newer):
+        if d is None:
+            continue
+        if d.get("board") != str(board) or d.get("pid") == os.getpid():
+            return None
+        if _alive(int(d.get("pid", 0)), d.get("start")):
+            raise BoardBusy(f"a recover of this board is in progress (process {d.get('pid')})",
+                            "wait for it to finish", path=shown or str(board))
+    data = data or {"phase": "work"}
     image_wal = data.get("image_wal")
     committed = data.get("phase") == "ready" and image_wal is not None and not Path(image_wal).exists()
+    listed = set()
+    for d in (data, newer):
+        if d is not None:
+            listed.update(d.get("made", []) + d.get("planned", []))
     keep = set(data.get("keep", []))
-    aside = [Path(p) for p in data.get("aside", [])]
+    aside = {p for d in (data, newer) if d is not None for p in d.get("aside", [])}
     if committed:
-        gone = [Path(p) for p in data.get("made", []) + data.get("planned", [])
-                if p not in keep and p != image_wal and Path(p) not in aside]
+        gone = [p for p in listed if p not in keep and p != image_wal and p not in aside]
         outcome = "finished"
     else:
-        changed = data.get("identity") is not None and _identity(board) != data["identity"]
-        gone = [Path(p) for p in data.get("made", []) + data.get("planned", [])
-                if p not in keep and not (changed and Path(p) in aside)]
+        identity = data.get("identity") or (newer or {}).get("identity")
+        changed = identity is not None and _identity(board) != identity
+        gone = [p for p in listed if p not in keep and not (changed and p in aside)]
         outcome = "rolled back"
-    for p in sorted(set(gone), key=lambda q: len(str(q)), reverse=True):
-        remove(p)
-    if committed and aside:
-        _after_swap(board, aside[-1])
+    for p in sorted(gone, key=len, reverse=True):
+        remove(Path(p))
+    if committed and data.get("aside"):
+        _after_swap(board, Path(data["aside"][-1]))
     path.unlink(missing_ok=True)
+    nxt.unlink(missing_ok=True)
     fsync_dir(board.parent)
     return outcome
 
 
-def image_names(board: Path) -> tuple[Path, Path, Path]:
+IMAGE_SIDECARS = ("-wal", "-shm", "-journal")
+
+
+def image_names(board: Path) -> list[Path]:
+    """The image's main file and every file SQLite may make beside it."""
     main = temp_path(board.parent, "image")
-    return main, sidecar(main, "-wal"), sidecar(main, "-shm")
+    return [main] + [sidecar(main, s) for s in IMAGE_SIDECARS]
 
 
 def build_image(rebuilt: Path, board: Path, image: Path, made: Made) -> Path:
@@ -173,7 +190,8 @@ def build_image(rebuilt: Path, board: Path, image: Path, made: Made) -> Path:
         pages = src.execute("PRAGMA page_count").fetchone()[0]
         fd = os.open(image, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         os.close(fd)
-        made.add(image), made.add(wal), made.add(shm)
+        for p in [image] + [sidecar(image, s) for s in IMAGE_SIDECARS]:
+            made.add(p)
         z = sqlite3.connect(str(image), isolation_level=None)
         try:
             z.execute(f"PRAGMA page_size={int(page_size)}")
@@ -193,6 +211,7 @@ def build_image(rebuilt: Path, board: Path, image: Path, made: Made) -> Path:
     finally:
         src.close()
     remove(shm)
+    remove(sidecar(image, "-journal"))
     fsync_file(wal)
     inherit_access(wal, board)
     return wal
