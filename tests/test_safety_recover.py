@@ -623,3 +623,18 @@ def test_output_path_that_exists_is_refused(damaged, tmp_path):
     with pytest.raises(UsageError):
         recover(damaged, output=out)
     assert out.read_text() == "x"
+
+
+def test_a_planted_journal_removes_nobodys_files(damaged, tmp_path):
+    from kanban_migrate.board import check_file
+    from kanban_migrate.recovering.swapjournal import journal_path
+
+    precious = tmp_path / "precious.txt"
+    precious.write_text("mine")
+    before = sha256(damaged)
+    journal_path(damaged).write_text(json.dumps({"board": str(damaged), "pid": 2 ** 22 + 7, "start": "1",
+                                                 "phase": "work", "made": [str(precious), str(damaged)],
+                                                 "planned": [str(damaged) + "-wal"]}))
+    check_file(damaged)
+    assert precious.read_text() == "mine" and sha256(damaged) == before
+    assert not journal_path(damaged).exists()

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import time
 from pathlib import Path
@@ -33,7 +34,7 @@ from pathlib import Path
 from ..backup import fsync_dir, inherit_access, list_backups
 from ..board import sidecar
 from ..errors import BoardBusy, Refused
-from .files import Made, fsync_file, hashed_copy, place_new, present, remove, temp_path
+from .files import WORK_PREFIX, Made, fsync_file, hashed_copy, place_new, present, remove, temp_path
 from .swapjournal import journal_path, next_journal_path
 
 QUARANTINE_KEEP = 10  # as the application: at most 10 quarantine copies per board
@@ -108,6 +109,19 @@ class Journal:
             self.written = False
 
 
+def _ours(path: Path, board: Path) -> bool:
+    """A path a recover run of ``board`` can have made: a journal lists nothing else, and a
+    journal planted by someone else must not make this tool remove anyone's file. (A folder a run
+    made for --workdir/--output is only ever removed when empty.)"""
+    name = path.name
+    if name.startswith((WORK_PREFIX, ".kanban-migrate-")):
+        return True
+    if path.parent == board.parent and re.fullmatch(
+            re.escape(board.name) + r"\.corrupt\.[0-9a-f]{16}\.bak(-wal|-journal)?", name):
+        return True
+    return path.is_dir() and not path.is_symlink()
+
+
 def _read(path: Path) -> dict | None:
     try:
         data = json.loads(path.read_text())
@@ -154,7 +168,8 @@ def settle(board: Path, shown: str | None = None) -> str | None:
         gone = [p for p in listed if p not in keep and not (changed and p in aside)]
         outcome = "rolled back"
     for p in sorted(gone, key=len, reverse=True):
-        remove(Path(p))
+        if _ours(Path(p), board):
+            remove(Path(p))
     if committed and data.get("aside"):
         _after_swap(board, Path(data["aside"][-1]))
     path.unlink(missing_ok=True)
