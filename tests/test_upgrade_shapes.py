@@ -10,6 +10,7 @@ import pytest
 
 from conftest import pragma_rows, rows, sha256, tables
 from kanban_migrate import fixtures, head, schema
+from kanban_migrate.board import journal_mode_for
 from kanban_migrate.fingerprint import LEGACY_COLUMNS
 from kanban_migrate.upgrading import upgrade
 
@@ -48,6 +49,7 @@ def test_upgrade_reaches_head_and_keeps_every_row(shape, make_board):
     path = make_board(shape)
     before_schema = snapshot_of(path)
     before = {t: rows(path, t) for t in tables(path)}
+    mode_before = pragma_rows(path, "journal_mode")[0][0]
 
     result = upgrade(path)
     assert result.status == "upgraded" and result.revision_after == head.HEAD
@@ -66,7 +68,8 @@ def test_upgrade_reaches_head_and_keeps_every_row(shape, make_board):
             assert d.name in before_schema.indexes, d.detail
     assert pragma_rows(path, "integrity_check") == [("ok",)]
     assert pragma_rows(path, "foreign_key_check") == []
-    assert pragma_rows(path, "journal_mode") == [("wal",)]
+    # the application's journal-mode rule: a WAL board stays WAL, any other follows the gate
+    assert pragma_rows(path, "journal_mode") == [(journal_mode_for(mode_before) or mode_before,)]
 
     # --- every row and every value survives, but for the documented data changes
     after = {t: rows(path, t) for t in tables(path)}
