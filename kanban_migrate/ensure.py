@@ -1,0 +1,176 @@
+"""``ensure_head(path)``: what the board application could call on every connect instead of its
+add-if-missing pass.
+
+    >>> import kanban_migrate
+    >>> kanban_migrate.ensure_head("~/.hermes/kanban.db")   # doctest: +SKIP
+    'current'
+
+A board stamped at head is answered from its stamp with a read-only connection: nothing is
+written, locked for writing or created beside it, and the standard library alone is imported.
+Anything else happens under the application's own lock rules: its cross-process init lock
+(``<db>.init.lock``, an exclusive ``flock`` every first connect of the application takes), the
+busy timeout, and ``BEGIN IMMEDIATE`` for every write. Under the lock the stamp is read again
+(another process may have done the work meanwhile), then:
+
+* a board whose schema is already head's (the application made or upgraded it) and that has no
+  data change pending is only stamped: no backup, nothing else changed;
+* a missing or empty file becomes a new board at head (as the application's connect creates one);
+* anything else goes through :func:`kanban_migrate.upgrade` (``quick_check``, backup, the chain).
+
+Refusals are :class:`kanban_migrate.errors.KanbanMigrateError`; the one the application must
+handle is :class:`~kanban_migrate.errors.CorruptBoard` (the board is damaged: call
+:func:`kanban_migrate.recover`, README "Embedding"), and :class:`~kanban_migrate.errors.BoardBusy`
+(retry later).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+from . import board as _board
+from .errors import BoardBusy, KanbanMigrateError, MissingBoard
+
+#: Kept equal to :data:`kanban_migrate.head.HEAD` (a test checks it): importing ``head`` would
+#: import SQLAlchemy, which the at-head path must not.
+HEAD = "v7"
+INIT_LOCK_SUFFIX = ".init.lock"  # the application's cross-process init lock (spec section 1)
+_POLL = 0.05
+
+
+def read_stamp(path: str | os.PathLike, busy_timeout: float = _board.DEFAULT_BUSY_TIMEOUT) -> str | None:
+    """The revision a board is stamped with, read-only; None when it has no stamp.
+
+    Raises MissingBoard / NotABoard for what cannot be a board, sqlite3.Error for what SQLite
+    cannot read."""
+    conn = _board.open_ro(_board.check_file(path), busy_timeout=busy_timeout)
+    try:
+        rows = conn.execute(f"SELECT version_num FROM {_board.VERSION_TABLE}").fetchall()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return None
+        raise
+    finally:
+        conn.close()
+    return ",".join(sorted(r[0] for r in rows)) or None
+
+
+@contextlib.contextmanager
+def init_lock(path: Path, timeout: float):
+    """The application's ``<db>.init.lock``: an exclusive ``flock``, polled until ``timeout``.
+
+    The application gives up after 10 s and goes on without it; a migration must not, so a lock
+    still held after ``timeout`` is a refusal (exit 4). A lock file made here gets the board's
+    access (owner included), so the application can still open it."""
+    import fcntl
+
+    from .backup import inherit_access
+
+    lock = path.with_name(path.name + INIT_LOCK_SUFFIX)
+    made = not lock.exists()
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        if made and path.exists():
+            inherit_access(lock, path)
+            made = False
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise BoardBusy(f"another process holds {lock.name} (it is initialising or upgrading the board)",
+                                    "retry when it is done, or with a longer busy timeout", path=str(path)) from None
+                time.sleep(_POLL)
+        try:
+            yield
+        finally:
+            if made and path.exists():
+                inherit_access(lock, path)  # the board was created meanwhile
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _data_changes_pending(conn: sqlite3.Connection) -> bool:
+    """Would the revision chain change any row of a board whose schema is head's (spec section 5)?"""
+    from .head import EVENT_KIND_RENAMES
+
+    marks = ",".join("?" * len(EVENT_KIND_RENAMES))
+    if conn.execute(f"SELECT 1 FROM task_events WHERE kind IN ({marks}) LIMIT 1",
+                    tuple(EVENT_KIND_RENAMES)).fetchone():
+        return True
+    return conn.execute("SELECT 1 FROM tasks WHERE status = 'running' AND current_run_id IS NULL LIMIT 1"
+                        ).fetchone() is not None
+
+
+def _only_needs_a_stamp(path: Path, busy_timeout: float) -> bool:
+    """An unstamped board that is at head already, healthy, with no data change pending."""
+    from .fingerprint import fingerprint
+    from .head import expected
+    from .schema import at_head, snapshot
+
+    conn = _board.open_ro(_board.check_file(path), busy_timeout=busy_timeout)
+    try:
+        s = snapshot(conn)
+        if not (fingerprint(s).is_kanban and at_head(s, expected())):
+            return False
+        if [r[0] for r in conn.execute("PRAGMA quick_check")] != ["ok"]:
+            return False  # upgrade() refuses it with the reason
+        return not _data_changes_pending(conn)
+    finally:
+        conn.close()
+
+
+def _stamp(path: Path, busy_timeout: float) -> None:
+    """Write the head stamp with Alembic (one ``BEGIN IMMEDIATE`` transaction), nothing else."""
+    from alembic import command
+    from sqlalchemy.exc import DBAPIError
+
+    from .migration import make_config, make_engine
+
+    engine = make_engine(path, busy_timeout=busy_timeout)
+    try:
+        with engine.connect() as conn:
+            command.stamp(make_config(connection=conn), "head")
+    except DBAPIError as exc:
+        raise _board.translate(exc.orig, str(path)) from None
+    finally:
+        engine.dispose()
+
+
+def ensure_head(path: str | os.PathLike, *, busy_timeout: float = _board.DEFAULT_BUSY_TIMEOUT,
+                create: bool = True) -> str:
+    """Make sure the board at ``path`` is at head; returns what it took: ``"current"``,
+    ``"stamped"``, ``"upgraded"`` or ``"created"`` (see the module docstring)."""
+    path = Path(path).expanduser()
+    try:
+        if read_stamp(path, busy_timeout) == HEAD:
+            return "current"
+    except (KanbanMigrateError, sqlite3.Error):
+        pass  # the slow path below says what is wrong, under the lock
+    from .upgrading import upgrade
+
+    try:
+        _board.check_file(path, allow_empty=True)  # refusals before anything is made beside it
+    except MissingBoard:
+        if not create:
+            raise
+        path.parent.mkdir(parents=True, exist_ok=True)
+    with init_lock(path, busy_timeout):
+        try:
+            revision = read_stamp(path, busy_timeout)
+        except (KanbanMigrateError, sqlite3.Error):
+            revision = None
+        else:
+            if revision == HEAD:
+                return "current"  # another process did it while we waited
+            if revision is None and _only_needs_a_stamp(path, busy_timeout):
+                _stamp(path, busy_timeout)
+                return "stamped"
+        result = upgrade(path, create=create, busy_timeout=busy_timeout)
+        return "current" if result.status == "current" else result.status
