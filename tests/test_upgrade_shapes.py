@@ -217,3 +217,21 @@ def test_v2a_renamed_counters_are_not_copied_again(make_board):
     upgrade(path)
     assert {t["id"]: t["consecutive_failures"] for t in rows(path, "tasks")} == before
     assert "spawn_failures" not in snapshot_of(path).columns("tasks")
+
+
+def test_notify_progress_of_the_upstream_snapshot_is_kept_and_no_warning(make_board):
+    """kanban_notify_subs.notify_progress (one upstream snapshot, not upstream main): kept with its
+    values through the upgrade, and a column head does not know is information, never a warning."""
+    from kanban_migrate.verifying import verify
+
+    path = make_board("notify-progress")
+    before = [(r["task_id"], r["notify_progress"]) for r in rows(path, "kanban_notify_subs")]
+    assert before
+    assert upgrade(path).status == "upgraded"
+    assert [(r["task_id"], r["notify_progress"]) for r in rows(path, "kanban_notify_subs")] == before
+    col = snapshot_of(path).tables["kanban_notify_subs"].columns["notify_progress"]
+    assert (col.type, col.notnull, col.default) == ("INTEGER", True, "0")
+    report = verify(path)
+    about = [f for f in report.findings if "notify_progress" in f.message]
+    assert about and {f.severity for f in about} == {"info"}
+    assert report.ok
