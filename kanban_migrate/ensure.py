@@ -108,7 +108,7 @@ def _data_changes_pending(conn: sqlite3.Connection) -> bool:
                         ).fetchone() is not None
 
 
-def _only_needs_a_stamp(path: Path, busy_timeout: float) -> bool:
+def only_needs_a_stamp(path: Path, busy_timeout: float) -> bool:
     """An unstamped board that is at head already, healthy, with no data change pending."""
     from .fingerprint import fingerprint
     from .head import expected
@@ -126,7 +126,7 @@ def _only_needs_a_stamp(path: Path, busy_timeout: float) -> bool:
         conn.close()
 
 
-def _stamp(path: Path, busy_timeout: float) -> None:
+def stamp_head(path: Path, busy_timeout: float) -> None:
     """Write the head stamp with Alembic (one ``BEGIN IMMEDIATE`` transaction), nothing else."""
     from alembic import command
     from sqlalchemy.exc import DBAPIError
@@ -169,8 +169,8 @@ def ensure_head(path: str | os.PathLike, *, busy_timeout: float = _board.DEFAULT
         else:
             if revision == HEAD:
                 return "current"  # another process did it while we waited
-            if revision is None and _only_needs_a_stamp(path, busy_timeout):
-                _stamp(path, busy_timeout)
+            if revision is None and only_needs_a_stamp(path, busy_timeout):
+                stamp_head(path, busy_timeout)
                 return "stamped"
         result = upgrade(path, create=create, busy_timeout=busy_timeout)
         return "current" if result.status == "current" else result.status

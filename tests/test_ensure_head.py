@@ -205,3 +205,22 @@ def test_concurrent_callers_upgrade_once(make_board):
     assert len(rows(path, "tasks")) == tasks
     assert len(list(path.parent.glob("kanban.db.pre-upgrade.*.bak"))) == 1
     assert pragma_rows(path, "integrity_check") == [("ok",)]
+
+
+def test_stamping_waits_for_the_write_lock_then_refuses(tmp_path):
+    path = tmp_path / "kanban.db"
+    fixtures.create(path, "v7", tasks=40, seed=4)
+    as_the_application_left_it(path)
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        before = sha256(path)
+        started = time.monotonic()
+        with pytest.raises(BoardBusy):
+            ensure_head(path, busy_timeout=0.3)
+        assert time.monotonic() - started >= 0.25
+        assert sha256(path) == before and "alembic_version" not in tables(path)
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert ensure_head(path) == "stamped"
