@@ -231,6 +231,12 @@ OLD_KINDS = ["ready", "priority", "spawn_auto_blocked"]
 V0_STATUSES = ["todo", "ready", "running", "blocked", "done", "archived"]
 ALL_STATUSES = ["triage", "todo", "scheduled", "ready", "running", "blocked", "review", "done", "archived"]
 FINGERPRINTS = ["1700000000|1790000510", "|179000051092", "unverified"]
+#: (status, outcome) of finished runs as the application writes them (spec section 3; some paths
+#: copy the outcome into the status); a test keeps them within head's lists.
+RUN_ENDINGS = [("crashed", "crashed"), ("timed_out", "timed_out"), ("failed", "spawn_failed"),
+               ("spawn_failed", "spawn_failed"), ("gave_up", "gave_up"), ("reclaimed", "reclaimed"),
+               ("released", "reclaimed"), ("blocked", "blocked"), ("review", "review_requested"),
+               ("ready", "changes_requested"), ("scheduled", "scheduled"), ("completed", "completed")]
 LOREM = ("The dispatcher claims the task, spawns a worker and records a heartbeat every few "
          "seconds; when the worker dies the claim expires and the task is reclaimed. ")
 
@@ -254,6 +260,7 @@ def _extra_value(rng: random.Random, col: str, declared: str, i: int):
 def populate(conn: sqlite3.Connection, *, tasks: int = 200, seed: int = 1, id_hex: int = 8) -> dict[str, int]:
     """Fill every kanban table present on the board with consistent, deterministic data."""
     rng = random.Random(seed)
+    hist = random.Random(seed + 0x5EED)  # a second stream: run history without shifting the rest
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     info = {t: {r[1]: (r[2] or "") for r in conn.execute(f"PRAGMA table_info({quote(t)})")} for t in tables}
     tcols = info.get("tasks", {})
@@ -324,12 +331,29 @@ def populate(conn: sqlite3.Connection, *, tasks: int = 200, seed: int = 1, id_he
         # Runs: every done task has a finished run; half of the running tasks have their current
         # run, the other half have none (the upgrade creates it).
         if "task_runs" in info and status in ("done", "running") and "current_run_id" in tcols:
+            if hist.random() < 0.3:  # an earlier attempt that ended otherwise
+                run_id += 1
+                ended_status, outcome = hist.choice(RUN_ENDINGS)
+                t0 = created + hist.randrange(1, 50)
+                run_rows.append({
+                    "id": f"run_{run_id:06x}" if text_ids.get("task_runs") else run_id, "task_id": tid,
+                    "profile": row["assignee"], "step_key": None, "status": ended_status,
+                    "claim_lock": None, "claim_expires": None, "worker_pid": hist.randrange(1000, 60000),
+                    "worker_started_at": hist.choice(FINGERPRINTS), "max_runtime_seconds": row["max_runtime_seconds"],
+                    "last_heartbeat_at": t0 + 30, "started_at": t0, "ended_at": t0 + hist.randrange(31, 600),
+                    "outcome": outcome, "summary": None,
+                    "metadata": json.dumps({"exit_code": hist.choice([1, 75, 137])}),
+                    "error": hist.choice([None, "worker exited 137", "spawn: ENOENT hermes-worker"]),
+                })
+                for col, declared in info["task_runs"].items():
+                    if col not in run_rows[-1]:
+                        run_rows[-1][col] = _extra_value(hist, col, declared, run_id)
             if status == "done" or rng.random() < 0.5:
                 run_id += 1
                 rid = f"run_{run_id:06x}" if text_ids.get("task_runs") else run_id
                 run_rows.append({
                     "id": rid, "task_id": tid, "profile": row["assignee"], "step_key": row["current_step_key"],
-                    "status": "running" if status == "running" else "done",
+                    "status": "running" if status == "running" else ("completed" if hist.random() < 0.3 else "done"),
                     "claim_lock": row["claim_lock"], "claim_expires": row["claim_expires"],
                     "worker_pid": row["worker_pid"], "worker_started_at": row["worker_started_at"],
                     "max_runtime_seconds": row["max_runtime_seconds"],
