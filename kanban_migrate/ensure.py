@@ -96,6 +96,21 @@ def init_lock(path: Path, timeout: float):
         os.close(fd)
 
 
+def _read_stamp_rw(path: Path, busy_timeout: float) -> str | None:
+    """The stamp through a read-write connection: a hot rollback journal left by a killed writer
+    can only be rolled back by one (as the application's own connect does), not read past."""
+    conn = sqlite3.connect(str(path), timeout=busy_timeout, isolation_level=None)
+    try:
+        conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
+                            (_board.VERSION_TABLE,)).fetchone():
+            return None
+        rows = conn.execute(f"SELECT version_num FROM {_board.VERSION_TABLE}").fetchall()
+        return ",".join(sorted(r[0] for r in rows)) or None
+    finally:
+        conn.close()
+
+
 def _data_changes_pending(conn: sqlite3.Connection) -> bool:
     """Would the revision chain change any row of a board whose schema is head's (spec section 5)?"""
     from .head import EVENT_KIND_RENAMES
@@ -163,7 +178,10 @@ def ensure_head(path: str | os.PathLike, *, busy_timeout: float = _board.DEFAULT
         path.parent.mkdir(parents=True, exist_ok=True)
     with init_lock(path, busy_timeout):
         try:
-            revision = read_stamp(path, busy_timeout)
+            try:
+                revision = read_stamp(path, busy_timeout)
+            except sqlite3.Error:
+                revision = _read_stamp_rw(path, busy_timeout)
         except (KanbanMigrateError, sqlite3.Error):
             revision = None
         else:

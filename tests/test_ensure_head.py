@@ -224,3 +224,27 @@ def test_stamping_waits_for_the_write_lock_then_refuses(tmp_path):
         writer.execute("ROLLBACK")
         writer.close()
     assert ensure_head(path) == "stamped"
+
+
+def test_a_hot_journal_left_by_a_killed_writer_is_rolled_back_not_refused(tmp_path):
+    """A DELETE board whose writer died mid-transaction: its -journal must be rolled back by a
+    read-write connection (as the application's connect does); a read-only one cannot."""
+    live = tmp_path / "live" / "kanban.db"
+    live.parent.mkdir()
+    fixtures.create(live, "v7", tasks=300, journal_mode="delete")
+    upgrade(live)
+    committed = rows(live, "tasks")
+    writer = sqlite3.connect(live, isolation_level=None)
+    writer.execute("PRAGMA cache_size=1")  # spill the change into the main file
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("UPDATE tasks SET body = 'half-written'")
+    crashed = tmp_path / "crashed"
+    crashed.mkdir()
+    for suffix in ("", "-journal"):  # the files as a kill -9 leaves them
+        (crashed / ("kanban.db" + suffix)).write_bytes(Path(str(live) + suffix).read_bytes())
+    writer.execute("ROLLBACK")
+    writer.close()
+    path = crashed / "kanban.db"
+    assert ensure_head(path) == "current"
+    assert not (crashed / "kanban.db-journal").exists()
+    assert rows(path, "tasks") == committed  # the half-written transaction is gone
