@@ -33,10 +33,8 @@ from pathlib import Path
 
 from . import board as _board
 from .errors import BoardBusy, KanbanMigrateError, MissingBoard
+from .upgrading import HEAD, upgrade
 
-#: Kept equal to :data:`kanban_migrate.head.HEAD` (a test checks it): importing ``head`` would
-#: import SQLAlchemy, which the at-head path must not.
-HEAD = "v7"
 INIT_LOCK_SUFFIX = ".init.lock"  # the application's cross-process init lock (spec section 1)
 _POLL = 0.05
 
@@ -168,8 +166,6 @@ def ensure_head(path: str | os.PathLike, *, busy_timeout: float = _board.DEFAULT
             return "current"
     except (KanbanMigrateError, sqlite3.Error):
         pass  # the slow path below says what is wrong, under the lock
-    from .upgrading import upgrade
-
     try:
         _board.check_file(path, allow_empty=True)  # refusals before anything is made beside it
     except MissingBoard:

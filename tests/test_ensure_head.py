@@ -38,10 +38,6 @@ def everything(path: Path) -> dict:
     return {t: rows(path, t) for t in tables(path)}
 
 
-def test_head_is_kept_equal_without_importing_head():
-    assert ensure.HEAD == head.HEAD
-
-
 @pytest.mark.parametrize("mode", ["wal", "delete"])
 def test_at_head_nothing_is_written(make_board, mode):
     path = make_board("v2b")
