@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import stat
 import time
 from pathlib import Path
 
@@ -44,7 +45,11 @@ def read_stamp(path: str | os.PathLike, busy_timeout: float = _board.DEFAULT_BUS
 
     Raises MissingBoard / NotABoard for what cannot be a board, sqlite3.Error for what SQLite
     cannot read."""
-    conn = _board.open_ro(_board.check_file(path), busy_timeout=busy_timeout)
+    return _stamp_of(_board.check_file(path), busy_timeout)
+
+
+def _stamp_of(bf: _board.BoardFile, busy_timeout: float) -> str | None:
+    conn = _board.open_ro(bf, busy_timeout=busy_timeout)
     try:
         rows = conn.execute(f"SELECT version_num FROM {_board.VERSION_TABLE}").fetchall()
     except sqlite3.OperationalError as exc:
@@ -54,6 +59,26 @@ def read_stamp(path: str | os.PathLike, busy_timeout: float = _board.DEFAULT_BUS
     finally:
         conn.close()
     return ",".join(sorted(r[0] for r in rows)) or None
+
+
+def _at_head_quickly(path: str, busy_timeout: float) -> bool:
+    """The every-connect question, at the least cost: a regular file with a SQLite header, stamped
+    at head. Anything unusual answers False and is left to the careful path (``check_file``)."""
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_size < 512:
+            return False
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            header = os.read(fd, 100)
+        finally:
+            os.close(fd)
+        if not header.startswith(_board.MAGIC) or len(header) < 100:
+            return False
+        bf = _board.BoardFile(Path(path), st.st_size, header, Path(path + "-wal"), Path(path + "-shm"))
+        return _stamp_of(bf, busy_timeout) == HEAD
+    except (OSError, sqlite3.Error):
+        return False
 
 
 @contextlib.contextmanager
@@ -160,12 +185,9 @@ def ensure_head(path: str | os.PathLike, *, busy_timeout: float = _board.DEFAULT
                 create: bool = True) -> str:
     """Make sure the board at ``path`` is at head; returns what it took: ``"current"``,
     ``"stamped"``, ``"upgraded"`` or ``"created"`` (see the module docstring)."""
-    path = Path(path).expanduser()
-    try:
-        if read_stamp(path, busy_timeout) == HEAD:
-            return "current"
-    except (KanbanMigrateError, sqlite3.Error):
-        pass  # the slow path below says what is wrong, under the lock
+    if _at_head_quickly(os.path.expanduser(os.fspath(path)), busy_timeout):
+        return "current"
+    path = Path(path).expanduser()  # from here on: the careful path, which says what is wrong
     try:
         _board.check_file(path, allow_empty=True)  # refusals before anything is made beside it
     except MissingBoard:
