@@ -150,19 +150,13 @@ def journal_mode_for(current_mode: str | None, sqlite_version: tuple[int, ...] |
     return None if mode == target else target
 
 
-def apply_journal_mode(conn: sqlite3.Connection, *, like: str | None = None,
-                       sqlite_version: tuple[int, ...] | None = None) -> str:
+def apply_journal_mode(conn: sqlite3.Connection, *, sqlite_version: tuple[int, ...] | None = None) -> str:
     """Read the journal mode first and apply :func:`journal_mode_for`; returns the mode in effect.
 
-    ``like`` is the mode of the board this connection stands in for (a rebuilt copy of a board
-    gets the mode the application would keep on the original: a copy of a WAL board is WAL).
-    """
+    A new file (``upgrade --create``, recover's rebuilt board) is a board in DELETE to the rule,
+    as the application's connect treats the empty board it creates."""
     mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
-    if like is not None and like.lower() == "wal":
-        target = None if mode == "wal" else "wal"
-    else:
-        target = journal_mode_for(like or mode, sqlite_version)
-        target = None if target == mode else target
+    target = journal_mode_for(mode, sqlite_version)
     if target is None:
         return mode
     try:

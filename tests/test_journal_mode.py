@@ -163,12 +163,11 @@ def test_other_errors_are_not_taken_for_a_filesystem_without_wal(tmp_path):
     conn.close()
 
 
-def test_a_rebuilt_copy_of_a_wal_board_is_wal(tmp_path):
-    """``like``: recover's rebuilt board gets the mode the rule keeps on the original."""
-    for like, version, expected in (("wal", (3, 40, 1), "wal"), ("delete", (3, 40, 1), "delete"),
-                                    ("delete", (3, 51, 3), "wal"), ("wal", (3, 51, 3), "wal")):
-        conn = sqlite3.connect(tmp_path / f"{like}-{version[1]}.db", isolation_level=None)
-        assert board.apply_journal_mode(conn, like=like, sqlite_version=version) == expected
+def test_a_new_file_gets_the_mode_of_a_new_board(tmp_path):
+    """recover's rebuilt board and ``upgrade --create`` start from an empty file."""
+    for version, expected in (((3, 40, 1), "delete"), ((3, 51, 3), "wal")):
+        conn = sqlite3.connect(tmp_path / f"new-{version[1]}.db", isolation_level=None)
+        assert board.apply_journal_mode(conn, sqlite_version=version) == expected
         conn.close()
 
 
