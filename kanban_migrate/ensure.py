@@ -51,14 +51,9 @@ def read_stamp(path: str | os.PathLike, busy_timeout: float = _board.DEFAULT_BUS
 def _stamp_of(bf: _board.BoardFile, busy_timeout: float) -> str | None:
     conn = _board.open_ro(bf, busy_timeout=busy_timeout)
     try:
-        rows = conn.execute(f"SELECT version_num FROM {_board.VERSION_TABLE}").fetchall()
-    except sqlite3.OperationalError as exc:
-        if "no such table" in str(exc):
-            return None
-        raise
+        return _board.read_revision(conn)
     finally:
         conn.close()
-    return ",".join(sorted(r[0] for r in rows)) or None
 
 
 def _at_head_quickly(path: str, busy_timeout: float) -> bool:
@@ -125,11 +120,7 @@ def _read_stamp_rw(path: Path, busy_timeout: float) -> str | None:
     conn = sqlite3.connect(str(path), timeout=busy_timeout, isolation_level=None)
     try:
         conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
-        if not conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
-                            (_board.VERSION_TABLE,)).fetchone():
-            return None
-        rows = conn.execute(f"SELECT version_num FROM {_board.VERSION_TABLE}").fetchall()
-        return ",".join(sorted(r[0] for r in rows)) or None
+        return _board.read_revision(conn)
     finally:
         conn.close()
 
