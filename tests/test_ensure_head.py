@@ -244,3 +244,19 @@ def test_a_hot_journal_left_by_a_killed_writer_is_rolled_back_not_refused(tmp_pa
     assert ensure_head(path) == "current"
     assert not (crashed / "kanban.db-journal").exists()
     assert rows(path, "tasks") == committed  # the half-written transaction is gone
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give the board another owner")
+def test_the_init_lock_made_here_belongs_to_the_board_s_owner(make_board):
+    """The application (running as the board's owner) must still be able to open the lock file."""
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    path = make_board("v0")
+    os.chown(path, nobody.pw_uid, nobody.pw_gid)
+    os.chmod(path, 0o640)
+    assert ensure_head(path) == "upgraded"
+    lock = Path(str(path) + ensure.INIT_LOCK_SUFFIX)
+    st = lock.stat()
+    assert (st.st_uid, st.st_gid) == (nobody.pw_uid, nobody.pw_gid)
+    assert st.st_mode & 0o777 == 0o640
