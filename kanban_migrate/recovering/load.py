@@ -104,8 +104,7 @@ def load(result, staging: Path, report: RecoverReport, shapes: dict) -> int:
     conn = sqlite3.connect(str(staging), isolation_level=None)
     placed = 0
     try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=OFF")
+        conn.execute("PRAGMA synchronous=OFF")  # a work file: the final checks decide, not fsync
         conn.execute("BEGIN")
         lost = _Lost(conn, result.tables)
         created: dict[str, list[str]] = {}
@@ -134,7 +133,6 @@ def load(result, staging: Path, report: RecoverReport, shapes: dict) -> int:
         _indexes(conn, result, created, report)
         _sequence(conn, result, created)
         conn.execute("COMMIT")
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         conn.close()
     return placed

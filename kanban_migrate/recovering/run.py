@@ -23,6 +23,18 @@ from .files import (Made, copy_sparse, environment_cause, fsync_file, make_dirs,
 from .report import RecoverReport
 
 BUSY_HINT = "stop the board's processes (gateways, dispatcher, workers) first, or pass --output"
+FIX_HINT = "fix it (free space, raise the file-size limit, fix the folder's permissions) and rerun"
+
+
+def _chained_cause(exc: BaseException) -> str | None:
+    """The machine's failure behind ``exc``, if one is in its chain of causes."""
+    seen = exc
+    while seen is not None:
+        cause = environment_cause(seen)
+        if cause:
+            return cause
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _check_input(path: Path, shown: str) -> None:
@@ -97,12 +109,14 @@ def check_final(path: Path) -> str | None:
 
 def _final_checkpoint(db: Path) -> None:
     """Checkpoint everything into the main file and say so, or raise: a checkpoint that did not
-    complete (busy, or a write that failed) must never pass for a finished board."""
+    complete (busy, or a write that failed) must never pass for a finished board. The journal
+    mode stays the one the revision chain left (:func:`kanban_migrate.board.apply_journal_mode`)."""
     conn = sqlite3.connect(str(db), timeout=1.0, isolation_level=None)  # only this run opens it
     try:
-        mode = str(conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower()
+        if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+            return
         row = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        if mode != "wal" or row is None or row[0] != 0 or row[1] != row[2]:
+        if row is None or row[0] != 0 or row[1] != row[2]:
             raise Refused(f"the rebuilt board's final checkpoint did not complete ({row})",
                           "nothing was swapped; rerun", path=str(db))
     finally:
@@ -273,7 +287,14 @@ class _Run:
         if self.dump_tmp is not None:
             self._write_dump(staging)
         runs_before = _count(staging, "task_runs")
-        upgrade(staging, backup=False)
+        try:
+            upgrade(staging, backup=False)
+        except KanbanMigrateError as exc:  # about a work file of this run: say what it means here
+            cause = _chained_cause(exc) or environment_cause(sqlite3.OperationalError(exc.message))
+            if cause:
+                raise EnvironmentFailure(f"{cause}; nothing was changed", FIX_HINT, path=self.shown) from None
+            raise Refused(f"the rebuilt board could not be taken to head ({exc.message}); nothing was changed",
+                          "please report this", path=self.shown) from None
         added = _count(staging, "task_runs") - runs_before
         if added > 0:
             report.notes.append(f"{added} run(s) created for running tasks that had none (the revision chain's data change)")
@@ -347,6 +368,7 @@ class _Run:
         aside, created = swap.make_aside(board, self.snap.copy, self.snap.digest, self.made, self.aside_tmp)
         self.delivered += created
         self.journal.write(phase="ready", image_wal=str(image_wal), aside=[str(p) for p in created])
+        self._wal_mode = _read_header(db)[18:20] == b"\x02\x02"
         swap.commit(board, image_wal)
         self.committed = True
         self.made.forget(image_wal)
@@ -370,7 +392,7 @@ class _Run:
             self.journal.close()
         self.release()
         if self.committed:
-            if not swap.checkpoint(self.board):
+            if not swap.checkpoint(self.board, wal=self._wal_mode):
                 self.report.notes.append("the rebuilt board is in its -wal until the application's next checkpoint")
             swap.finish(self.board, self._aside)
 
@@ -480,8 +502,7 @@ def recover(
         if cause is None:
             raise
         raise EnvironmentFailure(f"{cause}; nothing was changed" if not run.committed else cause,
-                                 "fix it (free space, raise the file-size limit, fix the folder's permissions) "
-                                 "and rerun", path=shown) from None
+                                 FIX_HINT, path=shown) from None
     report.code = int(ExitCode.PENDING) if report.rows_lost else int(ExitCode.OK)
     report.seconds = time.perf_counter() - started
     return report

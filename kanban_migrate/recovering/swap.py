@@ -270,14 +270,20 @@ def commit(board: Path, image_wal: Path) -> None:
     fsync_dir(board.parent)
 
 
-def checkpoint(board: Path) -> bool:
-    """Write the rebuilt pages into the main file (the application would at its next checkpoint);
-    False where the application got there first and holds it."""
+def checkpoint(board: Path, *, wal: bool) -> bool:
+    """Write the rebuilt pages into the main file (the application would at its next checkpoint)
+    and give the board the journal mode the rebuilt board had (the swap needs WAL for a moment;
+    a board the application's rule keeps in DELETE goes back to it). False where the application
+    got there first and holds the board: it is then in WAL until its next checkpoint."""
     try:
         conn = sqlite3.connect(str(board), timeout=2.0, isolation_level=None)
         try:
             row = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-            return row is not None and row[0] == 0
+            if row is None or row[0] != 0:
+                return False
+            if not wal:
+                return str(conn.execute("PRAGMA journal_mode=DELETE").fetchone()[0]).lower() == "delete"
+            return True
         finally:
             conn.close()
     except sqlite3.Error:
