@@ -141,7 +141,10 @@ class BoardLock:
 
         fd = os.open(self.path, os.O_RDWR)
         try:
-            fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _flock(fcntl.F_WRLCK, LOCK_START, LOCK_LENGTH))
+            if hasattr(fcntl, "F_OFD_SETLK"):
+                fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _flock(fcntl.F_WRLCK, LOCK_START, LOCK_LENGTH))
+            else:  # not Linux: a classic lock, dropped early should this process close another fd of the board
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, LOCK_LENGTH, LOCK_START)
         except OSError:
             os.close(fd)
             return False
