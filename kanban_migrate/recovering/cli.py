@@ -17,11 +17,12 @@ from ..board import DEFAULT_BUSY_TIMEOUT
               help="Write the recovered board here and leave the source files exactly as they are.")
 @click.option("--dump", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the salvage as a SQL script (schema and rows) to read or edit.")
-@click.option("--include-freelist", is_flag=True, help="Also bring back deleted rows (marked in the dump).")
+@click.option("--include-freelist", is_flag=True, help="Also bring back deleted rows (counted per table in --json).")
 @click.option("--time-limit", type=float, default=600.0, show_default=True, metavar="SECONDS",
               help="Upper bound on the salvage's reading time.")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where the forensic copy goes (default: a hidden folder beside the board).")
+              help="Where the work goes: a new hidden folder is made inside it, and only that is removed "
+                   "(default: beside the board, or beside --output).")
 @click.option("--keep-workdir", is_flag=True, help="Keep the forensic copy and its manifest afterwards.")
 @click.option("--assume-idle", is_flag=True,
               help="In place: recover even where no probe can prove the board idle (a second hard link, "

@@ -85,6 +85,11 @@ def locked(path: Path) -> bool:
     """A lock held by another process on the board's lock bytes or its -shm."""
     if _conflict(path, PENDING_BYTE, 2) or _conflict(path, SHARED_FIRST, SHARED_SIZE):
         return True
+    return shm_held(path)
+
+
+def shm_held(path: Path) -> bool:
+    """Another process holds the ``-shm`` dead-man-switch byte: a WAL connection is open."""
     shm = Path(str(path) + "-shm")
     return shm.exists() and shm.stat().st_size > SHM_DMS and _conflict(shm, SHM_DMS, 1)
 

@@ -148,7 +148,7 @@ class _Run:
 
     # --- step 0: refuse to race the application ------------------------------------------------
     def claim(self, assume_idle: bool) -> None:
-        from .inuse import SHM_DMS, BoardLock, _conflict, open_by, unprovable
+        from .inuse import BoardLock, open_by, shm_held, unprovable
 
         if not self.in_place:
             return
@@ -178,8 +178,7 @@ class _Run:
         if pids:
             raise BoardBusy(f"the board is in use (open in process {', '.join(map(str, pids[:5]))})",
                             BUSY_HINT, path=self.shown)
-        shm = sidecar(self.board, "-shm")
-        if shm.exists() and shm.stat().st_size > SHM_DMS and _conflict(shm, SHM_DMS, 1):
+        if shm_held(self.board):
             raise BoardBusy("the board is in use (another process holds a lock on it)", BUSY_HINT, path=self.shown)
 
     # --- step 1: where the work goes ------------------------------------------------------------
