@@ -7,7 +7,6 @@ Standard library only.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import shutil
 import sqlite3
@@ -202,14 +201,6 @@ def _copy_range(fd_in: int, fd_out: int, start: int, end: int, digests) -> None:
             written = os.pwrite(fd_out, view, pos)
             view = view[written:]
             pos += written
-
-
-def hashed_copy(src: Path, dest: Path, board: Path) -> str:
-    """copy_sparse plus the copy's SHA-256; the copy gets the board's access."""
-    h = hashlib.sha256()
-    copy_sparse(src, dest, digests=[h])
-    inherit_access(dest, board)
-    return h.hexdigest()
 
 
 def fsync_file(path: Path) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 from ..backup import inherit_access
 from ..board import DEFAULT_BUSY_TIMEOUT, sidecar
 from ..errors import BoardBusy
-from .files import hashed_copy, present, remove
+from .files import copy_sparse, present, remove
 
 SIDECARS = ("", "-wal", "-journal")
 COPY = "board.db"
@@ -82,8 +82,6 @@ def _copy_once(board: Path, work: Path) -> Snapshot:
 
 
 def _tee_copy(src: Path, dest: Path, board: Path, digests: list) -> None:
-    from .files import copy_sparse
-
     copy_sparse(src, dest, digests=digests)
     inherit_access(dest, board)
 
@@ -132,8 +130,3 @@ def consistent_snapshot(board: Path, work: Path, *, busy_timeout: float = DEFAUL
                 "files": {board.name: {"copy": copy.name, "sha256": h.hexdigest(), "size": copy.stat().st_size}}}
     _write_manifest(work, manifest, board)
     return Snapshot(copy, h.hexdigest(), True, manifest)
-
-
-def copy_with_access(src: Path, dest: Path, board: Path) -> None:
-    """A work copy (holes kept) with the board's access."""
-    hashed_copy(src, dest, board)

@@ -34,7 +34,7 @@ from pathlib import Path
 from ..backup import fsync_dir, inherit_access, list_backups
 from ..board import sidecar
 from ..errors import BoardBusy, Refused
-from .files import WORK_PREFIX, Made, fsync_file, hashed_copy, place_new, present, remove, temp_path
+from .files import WORK_PREFIX, Made, copy_sparse, fsync_file, place_new, present, remove, temp_path
 from .swapjournal import journal_path, next_journal_path
 
 QUARANTINE_KEEP = 10  # as the application: at most 10 quarantine copies per board
@@ -249,8 +249,9 @@ def make_aside(board: Path, copy: Path, digest: str, made: Made, planned: dict[s
         made.add(tmp)
         try:
             os.link(src, tmp)
-        except OSError:
-            hashed_copy(src, tmp, board)
+        except OSError:  # another file system, or no hard links there
+            copy_sparse(src, tmp)
+            inherit_access(tmp, board)
         fsync_file(tmp)
         dest = sidecar(final, suffix)
         place_new(tmp, dest)
