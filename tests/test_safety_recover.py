@@ -648,3 +648,33 @@ def test_a_planted_journal_removes_nobodys_files(damaged, tmp_path):
     check_file(damaged)
     assert precious.read_text() == "mine" and sha256(damaged) == before
     assert not journal_path(damaged).exists()
+
+
+def test_a_hot_journal_is_rolled_back_before_the_salvage(tmp_path, board_cache):
+    """A writer killed mid-transaction leaves uncommitted pages in the main file and the originals
+    in its -journal: the recovered board holds the committed rows, never the half-written ones."""
+    src = tmp_path / "src.db"
+    shutil.copyfile(board_cache("v7", 120, 1), src)
+    conn = sqlite3.connect(src, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=DELETE")
+    conn.close()
+    C.zero_root(src, "task_events", random.Random(1))
+    folder = tmp_path / "crashed"
+    folder.mkdir()
+    writer = sqlite3.connect(src, isolation_level=None)
+    writer.execute("PRAGMA cache_size=1")  # spill: the main file gets the uncommitted pages
+    writer.execute("BEGIN")
+    writer.execute("UPDATE tasks SET title = title || ' (never committed)'")
+    for suffix in ("", "-journal"):
+        shutil.copyfile(str(src) + suffix, folder / ("kanban.db" + suffix))
+    writer.execute("ROLLBACK")
+    writer.close()
+    board = folder / "kanban.db"
+    report = recover(board)
+    assert report.code in (0, 1)
+    conn = ro(board)
+    titles = [r[0] for r in conn.execute("SELECT title FROM tasks")]
+    conn.close()
+    assert len(titles) == 120 and not [t for t in titles if t.endswith("(never committed)")]
+    assert integrity(board) == [("ok",)]
+    assert not Path(str(board) + "-journal").exists()

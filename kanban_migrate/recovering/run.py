@@ -73,6 +73,15 @@ def _name_max(folder: Path) -> int:
         return 255
 
 
+def _hot(journal: Path) -> bool:
+    """A rollback journal SQLite has not rolled back yet (present, with a header)."""
+    try:
+        with open(journal, "rb") as fh:
+            return any(fh.read(28))
+    except FileNotFoundError:
+        return False
+
+
 def _read_header(path: Path) -> bytes:
     with open(path, "rb") as fh:
         return fh.read(100)
@@ -141,6 +150,7 @@ class _Run:
         self.out_tmp: Path | None = None
         self.image: Path | None = None
         self.aside_tmp: dict[str, Path] = {}
+        self.salvage_from: Path | None = None  # the copy the salvage reads, when not the forensic one
 
     @property
     def in_place(self) -> bool:
@@ -244,6 +254,11 @@ class _Run:
                 copy_sparse(sidecar(copy, suffix), sidecar(trial, suffix))
                 inherit_access(sidecar(trial, suffix), self.board)
         lines, error, ckpt = integrity_lines(trial) if has_magic else (None, "no SQLite header", None)
+        if present(sidecar(copy, "-journal")) and not _hot(sidecar(trial, "-journal")):
+            # SQLite rolled the interrupted transaction back on the trial copy: the pages in the
+            # main file were half-written and uncommitted; the salvage reads the rolled-back copy
+            self.salvage_from = trial
+            report.notes.append("a hot journal was found: the interrupted transaction was rolled back first")
         if ckpt is not None and ckpt[0] == 1:
             report.notes.append("the WAL checkpoint was blocked; the salvage reads the WAL itself")
             lines, error = None, "checkpoint blocked"
@@ -269,7 +284,7 @@ class _Run:
         from .load import load
         from .shapes import known_shapes
 
-        report, copy = self.report, self.snap.copy
+        report, copy = self.report, self.salvage_from or self.snap.copy
         report.mode = "salvage"
         wal = sidecar(copy, "-wal")
         result = salvage(copy, wal if wal.exists() else False, include_freelist=include_freelist,
