@@ -387,8 +387,13 @@ for i in range(int(sys.argv[2])):
 """
 
 
-def test_in_place_writes_during_the_run_are_kept(damaged):
+@pytest.mark.parametrize("mode", ["delete", "wal"])
+def test_in_place_writes_during_the_run_are_kept(damaged, mode):
     from kanban_migrate.recovering.swapjournal import journal_path
+
+    conn = sqlite3.connect(damaged, isolation_level=None)
+    assert conn.execute(f"PRAGMA journal_mode={mode}").fetchone()[0] == mode
+    conn.close()
 
     run = subprocess.Popen([sys.executable, "-m", "kanban_migrate", "recover", str(damaged)],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
