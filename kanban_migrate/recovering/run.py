@@ -342,6 +342,8 @@ class _Run:
 
     # --- step 6: deliver -----------------------------------------------------------------------
     def deliver(self, db: Path) -> None:
+        if self.dump_tmp is not None and not self.dump_tmp.exists():
+            self.report.notes.append("no SQL dump was written: the board needed no salvage")
         if self.dump_tmp is not None and self.report.dump is None and self.dump_tmp.exists():
             place_new(self.dump_tmp, self.dump_to)
             self.made.forget(self.dump_tmp)
