@@ -387,8 +387,9 @@ class _Run:
         image_wal = swap.build_image(db, board, self.image, self.made)
         aside, created = swap.make_aside(board, self.snap.copy, self.snap.digest, self.made, self.aside_tmp)
         self.delivered += created
-        self.journal.write(phase="ready", image_wal=str(image_wal), aside=[str(p) for p in created])
         self._wal_mode = _read_header(db)[18:20] == b"\x02\x02"
+        self.journal.write(phase="ready", image_wal=str(image_wal), aside=[str(p) for p in created],
+                           wal=self._wal_mode)
         swap.commit(board, image_wal)
         self.committed = True
         self.made.forget(image_wal)

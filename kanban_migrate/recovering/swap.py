@@ -170,8 +170,10 @@ def settle(board: Path, shown: str | None = None) -> str | None:
     for p in sorted(gone, key=len, reverse=True):
         if _ours(Path(p), board):
             remove(Path(p))
-    if committed and data.get("aside"):
-        _after_swap(board, Path(data["aside"][-1]))
+    if committed:
+        checkpoint(board, wal=bool(data.get("wal", True)))
+        if data.get("aside"):
+            _after_swap(board, Path(data["aside"][-1]))
     path.unlink(missing_ok=True)
     nxt.unlink(missing_ok=True)
     fsync_dir(board.parent)
