@@ -85,6 +85,20 @@ def present(path: Path) -> bool:
     return True
 
 
+def identity(board: Path) -> list:
+    """(inode, size, mtime) of the board, its -wal and -journal (None where absent): whether
+    anyone wrote to the board between two looks."""
+    out = []
+    for suffix in ("", "-wal", "-journal"):
+        path = Path(f"{board}{suffix}")
+        if present(path):
+            st = os.stat(path)
+            out.append([st.st_ino, st.st_size, st.st_mtime_ns])
+        else:
+            out.append(None)
+    return out
+
+
 def remove(path: Path) -> None:
     """Remove a file, a work folder (with its contents: only this tool writes there) or an
     empty folder the run created for it; never a non-empty folder of anyone else."""

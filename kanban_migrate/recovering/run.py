@@ -18,8 +18,8 @@ from ..board import DEFAULT_BUSY_TIMEOUT, MAGIC, _uri, sidecar
 from ..errors import (BoardBusy, EnvironmentFailure, ExitCode, KanbanMigrateError, MissingBoard, NotABoard,
                       Refused, UsageError)
 from . import swap
-from .files import (Made, copy_sparse, environment_cause, fsync_file, make_dirs, make_work, place_new, present,
-                    temp_path, work_name)
+from .files import (Made, copy_sparse, environment_cause, fsync_file, identity, make_dirs, make_work, place_new,
+                    present, temp_path, work_name)
 from .report import RecoverReport
 
 BUSY_HINT = "stop the board's processes (gateways, dispatcher, workers) first, or pass --output"
@@ -383,7 +383,7 @@ class _Run:
         final = swap.aside_path(board, self.snap.digest)
         fresh = [] if present(final) else [sidecar(final, s) for s in swap.ASIDE_SUFFIXES
                                              if present(sidecar(self.snap.copy, s))]
-        self.journal.write(aside=[str(p) for p in fresh], identity=swap._identity(board))
+        self.journal.write(aside=[str(p) for p in fresh], identity=identity(board))
         image_wal = swap.build_image(db, board, self.image, self.made)
         aside, created = swap.make_aside(board, self.snap.copy, self.snap.digest, self.made, self.aside_tmp)
         self.delivered += created

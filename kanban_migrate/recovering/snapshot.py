@@ -24,7 +24,7 @@ from pathlib import Path
 from ..backup import inherit_access
 from ..board import DEFAULT_BUSY_TIMEOUT, sidecar
 from ..errors import BoardBusy
-from .files import copy_sparse, present, remove
+from .files import copy_sparse, identity, present, remove
 
 SIDECARS = ("", "-wal", "-journal")
 COPY = "board.db"
@@ -39,24 +39,13 @@ class Snapshot:
     manifest: dict
 
 
-def _identity(board: Path) -> tuple:
-    out = []
-    for suffix in SIDECARS:
-        if present(sidecar(board, suffix)):
-            st = os.stat(sidecar(board, suffix))
-            out.append((st.st_ino, st.st_size, st.st_mtime_ns))
-        else:
-            out.append(None)
-    return tuple(out)
-
-
 def forensic_copy(board: Path, work: Path, *, shown: str) -> Snapshot:
     """Copy the board and its sidecars byte for byte into ``work`` with a manifest; again while a
     writer changed them during the copy."""
     for _ in range(ATTEMPTS):
-        before = _identity(board)
+        before = identity(board)
         snap = _copy_once(board, work)
-        if _identity(board) == before:
+        if identity(board) == before:
             return snap
         for suffix in SIDECARS:
             remove(sidecar(snap.copy, suffix))

@@ -15,9 +15,10 @@ board's file system, copies otherwise.
 **A journal, settled by every later command.** ``.kanban-migrate-<crc of the board's name>.swap``
 beside the board lists everything the run makes (work folder, image, quarantine files) before it
 makes them, and whether the image is ready. If the run dies, the next command of this tool that
-opens the board (:func:`kanban_migrate.board.check_file` calls :func:`settle`) finishes it (the
-image was renamed: remove the work files) or rolls it back (it was not: remove what the run made;
-the board was never touched). A journal of a run still alive means "busy".
+checks the board file (:func:`kanban_migrate.board.check_file` calls :func:`settle`: recover,
+upgrade, status, boards) finishes it (the image was renamed: remove the work files, checkpoint)
+or rolls it back (it was not: remove what the run made; the board was never touched). A journal
+of a run still alive means "busy".
 
 Standard library only: ``settle`` is reached from every command's file check.
 """
@@ -34,7 +35,7 @@ from pathlib import Path
 from ..backup import fsync_dir, inherit_access, list_backups
 from ..board import sidecar
 from ..errors import BoardBusy, Refused
-from .files import WORK_PREFIX, Made, copy_sparse, fsync_file, place_new, present, remove, temp_path
+from .files import WORK_PREFIX, Made, copy_sparse, fsync_file, identity, place_new, present, remove, temp_path
 from .swapjournal import journal_path, next_journal_path
 
 QUARANTINE_KEEP = 10  # as the application: at most 10 quarantine copies per board
@@ -63,17 +64,6 @@ def _alive(pid: int, start: str | None) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _identity(board: Path) -> list:
-    out = []
-    for suffix in ("", "-wal"):
-        if present(sidecar(board, suffix)):
-            st = os.stat(sidecar(board, suffix))
-            out.append([st.st_ino, st.st_size, st.st_mtime_ns])
-        else:
-            out.append(None)
-    return out
 
 
 class Journal:
@@ -163,8 +153,8 @@ def settle(board: Path, shown: str | None = None) -> str | None:
         gone = [p for p in listed if p not in keep and p != image_wal and p not in aside]
         outcome = "finished"
     else:
-        identity = data.get("identity") or (newer or {}).get("identity")
-        changed = identity is not None and _identity(board) != identity
+        seen = data.get("identity") or (newer or {}).get("identity")
+        changed = seen is not None and identity(board) != seen
         gone = [p for p in listed if p not in keep and not (changed and p in aside)]
         outcome = "rolled back"
     for p in sorted(gone, key=len, reverse=True):
