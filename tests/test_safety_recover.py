@@ -188,7 +188,7 @@ def test_a_failed_final_checkpoint_is_never_taken_for_a_board(tmp_path, board_ca
     reader.execute("SELECT COUNT(*) FROM tasks").fetchone()  # pins the WAL: the checkpoint cannot finish
     writer.execute("UPDATE tasks SET title = title || '?'")
     with pytest.raises(Exception, match="final checkpoint did not complete"):
-        _final_checkpoint(db)
+        _final_checkpoint(db, new_board=True)
     reader.close()
     writer.close()
     short = tmp_path / "short.db"

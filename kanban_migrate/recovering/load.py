@@ -104,6 +104,7 @@ def load(result, staging: Path, report: RecoverReport, shapes: dict) -> int:
     conn = sqlite3.connect(str(staging), isolation_level=None)
     placed = 0
     try:
+        conn.execute("PRAGMA journal_mode=WAL")  # fast to build; the final step gives it a new board's mode
         conn.execute("PRAGMA synchronous=OFF")  # a work file: the final checks decide, not fsync
         conn.execute("BEGIN")
         lost = _Lost(conn, result.tables)

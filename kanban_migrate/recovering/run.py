@@ -118,18 +118,27 @@ def check_final(path: Path, *, integrity: bool = True) -> str | None:
     return None if rows == ["ok"] else f"integrity_check: {rows[0]}"
 
 
-def _final_checkpoint(db: Path) -> None:
+def _final_checkpoint(db: Path, *, new_board: bool) -> None:
     """Checkpoint everything into the main file and say so, or raise: a checkpoint that did not
-    complete (busy, or a write that failed) must never pass for a finished board. The journal
-    mode stays the one the revision chain left (:func:`kanban_migrate.board.apply_journal_mode`)."""
+    complete (busy, or a write that failed) must never pass for a finished board. A rebuilt board
+    (``new_board``) then gets the journal mode the application gives a new board
+    (:func:`kanban_migrate.board.journal_mode_for`); a checkpointed copy keeps the board's own."""
+    from ..board import journal_mode_for
+
     conn = sqlite3.connect(str(db), timeout=1.0, isolation_level=None)  # only this run opens it
     try:
-        if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
-            return
-        row = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        if row is None or row[0] != 0 or row[1] != row[2]:
-            raise Refused(f"the rebuilt board's final checkpoint did not complete ({row})",
-                          "nothing was swapped; rerun", path=str(db))
+        mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+        if mode == "wal":
+            row = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if row is None or row[0] != 0 or row[1] != row[2]:
+                raise Refused(f"the rebuilt board's final checkpoint did not complete ({row})",
+                              "nothing was swapped; rerun", path=str(db))
+        target = (journal_mode_for("delete") or "delete") if new_board else mode
+        if target != mode:
+            got = str(conn.execute(f"PRAGMA journal_mode={target}").fetchone()[0]).lower()
+            if got != target:
+                raise Refused(f"the rebuilt board could not be put in {target} mode (it is {got})",
+                              "nothing was swapped; rerun", path=str(db))
     finally:
         conn.close()
 
@@ -335,7 +344,7 @@ class _Run:
 
     # --- step 5: the result must be whole before anything is delivered -------------------------
     def finalize(self, db: Path) -> None:
-        _final_checkpoint(db)
+        _final_checkpoint(db, new_board=self.report.mode == "salvage")
         problem = check_final(db, integrity=False)  # verify below runs integrity_check on these bytes
         if problem:
             raise Refused(f"the rebuilt board failed its final check ({problem}); nothing was swapped",

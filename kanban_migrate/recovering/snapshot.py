@@ -34,7 +34,7 @@ ATTEMPTS = 5
 @dataclass
 class Snapshot:
     copy: Path  # the copy of the main file (its -wal / -journal beside it, when copied)
-    digest: str  # SHA-256 over the copied files in order: names the quarantine copy
+    digest: str  # names the quarantine copy (content_digest)
     consistent: bool  # made in one read transaction (no -wal or -journal beside it)
     manifest: dict
 
@@ -56,18 +56,25 @@ def forensic_copy(board: Path, work: Path, *, shown: str) -> Snapshot:
 
 def _copy_once(board: Path, work: Path) -> Snapshot:
     manifest = {"source": str(board), "copied_at": time.time(), "files": {}}
-    whole = hashlib.sha256()
     copy = work / COPY
+    sums = []
     for suffix in SIDECARS:
         src = sidecar(board, suffix)
         if not present(src):
             continue
         dest = sidecar(copy, suffix)
         one = hashlib.sha256()
-        _tee_copy(src, dest, board, [one, whole])
-        manifest["files"][src.name] = {"copy": dest.name, "sha256": one.hexdigest(), "size": dest.stat().st_size}
+        _tee_copy(src, dest, board, [one])
+        sums.append(one.hexdigest())
+        manifest["files"][src.name] = {"copy": dest.name, "sha256": sums[-1], "size": dest.stat().st_size}
     _write_manifest(work, manifest, board)
-    return Snapshot(copy, whole.hexdigest(), False, manifest)
+    return Snapshot(copy, content_digest(sums), False, manifest)
+
+
+def content_digest(sums: list[str]) -> str:
+    """The digest naming a set of copied files: the main file's SHA-256 alone (as the application
+    names its quarantine copies), or the SHA-256 of the files' SHA-256s where sidecars came too."""
+    return sums[0] if len(sums) == 1 else hashlib.sha256("".join(sums).encode()).hexdigest()
 
 
 def _tee_copy(src: Path, dest: Path, board: Path, digests: list) -> None:
