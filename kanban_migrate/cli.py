@@ -44,7 +44,7 @@ def _fast_upgrade(argv: list[str]) -> int | None:
             paths.append(arg)
     from . import board
     from .results import UpgradeResult, table
-    from .upgrading import HEAD
+    from .upgrading import HEAD, missing_at_head
 
     try:
         busy = float(opts.get("--busy-timeout", board.DEFAULT_BUSY_TIMEOUT))
@@ -63,8 +63,8 @@ def _fast_upgrade(argv: list[str]) -> int | None:
             bf = board.check_file(p)
             conn = board.open_ro(bf, busy_timeout=busy)
             try:
-                if board.read_revision(conn) != HEAD:
-                    return None
+                if board.read_revision(conn) != HEAD or missing_at_head(conn):
+                    return None  # not at head, or a stamp the schema does not bear out
             finally:
                 conn.close()
         except Exception:

@@ -145,7 +145,7 @@ def status(dbs, include_all, home, as_json, busy_timeout):
         if not as_json:
             pending = " ".join(s.pending) or "none"
             click.echo(f"{s.path}: revision {s.revision or 'none (legacy board)'}, head {s.head}, "
-                       f"pending {pending}, shape {s.shape}")
+                       f"pending {pending}, shape {s.shape}" + (f" ({s.note})" if s.note else ""))
     if as_json and out:
         _emit_json(out, len(out) > 1 or not dbs)
     sys.exit(worst)
