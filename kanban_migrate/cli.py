@@ -52,7 +52,10 @@ def _fast_upgrade(argv: list[str]) -> int | None:
         return None
     explicit = bool(paths)
     if not paths:
-        from .home import discover
+        from .home import discover, pinned_problem
+
+        if pinned_problem(opts.get("--home")):
+            return None  # the full path says so
 
         paths = [str(b.path) for b in discover(opts.get("--home"), include_all=bool(opts.get("--all")))]
         if not paths:

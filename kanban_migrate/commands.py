@@ -27,8 +27,11 @@ home_option = click.option(
 def _paths(dbs: tuple[str, ...], home: Path | None, include_all: bool) -> list[str]:
     if dbs:
         return list(dbs)
-    from .home import discover, hermes_root
+    from .home import discover, hermes_root, pinned_problem
 
+    warning = pinned_problem(home)
+    if warning:
+        click.echo(f"kanban-migrate: warning: {warning}", err=True)
     found = [str(b.path) for b in discover(home, include_all=include_all)]
     if not found:
         raise UsageError(f"no boards found under {hermes_root(home)}",

@@ -450,9 +450,8 @@ def _truth(exc: KanbanMigrateError, before: str | None, read: bool, after: str |
                                       "which revisions were committed"
         return
     if after == before:
-        if isinstance(exc, EnvironmentFailure) or "nothing was changed" in (exc.hint or ""):
-            return
-        exc.hint = (exc.hint or "") + "; nothing was committed, the board is as it was"
+        if "nothing was changed" not in (exc.hint or ""):
+            exc.hint = (exc.hint or "") + "; nothing was changed"
         return
     done = REVISIONS[(REVISIONS.index(before) + 1) if before in REVISIONS else 0: REVISIONS.index(after) + 1] \
         if after in REVISIONS else []
