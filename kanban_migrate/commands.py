@@ -99,6 +99,8 @@ def upgrade(dbs, include_all, home, create, dry_run, sql, check, as_json, quiet,
                 click.echo(f"-- {r.path}\n{r.sql}")
             elif r.status == "current":
                 click.echo(f"-- {r.path}: at head, nothing to do")
+            elif not r.ok:
+                click.echo(f"kanban-migrate: {r.line()}", err=True)
     elif quiet:
         for r in results:
             if not r.ok and r.status != "pending":

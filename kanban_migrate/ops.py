@@ -160,11 +160,7 @@ def rebuild(table: str, rev: str) -> dict:
     want = head.expected().tables[table]
     head_names = {c.name for c in want_table.columns}
     keep = {name for name in old.columns if name in head_names}
-    extras = [
-        head.raw_column(c.name, c.type, notnull=c.notnull, default=c.default)
-        for c in old.columns.values()
-        if c.name not in head_names
-    ]
+    extras = [_kept_column(c) for c in old.columns.values() if c.name not in head_names]
     fk_before = len(_conn().execute("PRAGMA foreign_key_check").fetchall())
     old_seq = scalar(f"SELECT seq FROM sqlite_sequence WHERE name = '{table}'") if have.has_table("sqlite_sequence") else None
     tmp = f"_kanban_migrate_new_{table}"
@@ -235,6 +231,20 @@ def rebuild(table: str, rev: str) -> dict:
     if fk_after > fk_before:
         raise UpgradeRefused(f"rebuilding {table} would break {fk_after - fk_before} foreign-key reference(s)")
     return {"table": table, "renumbered": renumber}
+
+
+def _kept_column(c):
+    """A column head does not know, for the rebuilt table. Its declared type comes from the file,
+    so it is used only when it is a plain type name (``salvage.sqlschema.safe_type``), else its
+    affinity: a type like ``TEXT) , x INTEGER CHECK (0`` must not add a column or a constraint. Its
+    default is the expression SQLite parsed, parenthesised again as a whole."""
+    from .salvage.sqlschema import affinity, safe_type
+
+    declared = safe_type(c.type) if c.type else ""
+    if declared is None:
+        declared = affinity(c.type)
+    default = f"({c.default})" if c.default is not None else None
+    return head.raw_column(c.name, declared, notnull=c.notnull, default=default)
 
 
 def rebuild_drifted(tables: list[str], rev: str) -> list[str]:

@@ -283,10 +283,23 @@ def _preflight(bf: _board.BoardFile, shown: str, backup: bool) -> None:
         raise EnvironmentFailure(f"cannot write {blocked[0].name} (mode {mode}, not writable by this user)",
                                  "give this user write access (or run as the board's owner), then rerun; "
                                  "nothing was changed", path=shown)
+    try:
+        st = os.statvfs(folder)
+        free = st.f_bavail * st.f_frsize
+    except OSError:
+        free = None
+    need = (bf.size if backup else 0) + _ROOM
+    if free is not None and free < need:
+        raise EnvironmentFailure(f"the disk is full ({free / 1e6:.1f} MB free; the upgrade needs about "
+                                 f"{need / 1e6:.1f} MB{' with its backup' if backup else ''})",
+                                 "free some space and rerun; nothing was changed", path=shown)
     if not os.access(folder, os.W_OK | os.X_OK, **kw):
         raise EnvironmentFailure("its folder is read-only for this user (SQLite writes -journal/-wal/-shm "
                                  "beside the board)", "give this user write access to the folder, then rerun; "
                                  "nothing was changed", path=shown)
+
+
+_ROOM = 1 << 20  # free bytes the upgrade wants beyond the backup: its WAL (100 pages) and -shm, with room
 
 
 def _take_write_lock(bf: _board.BoardFile, busy_timeout: float, shown: str) -> None:
