@@ -529,8 +529,13 @@ def upgrade(
     if not fp.is_kanban:
         raise NotABoard(f"not a kanban board ({'; '.join(fp.evidence)})",
                         "check the path: kanban-migrate only changes Hermes kanban boards", path=shown)
-    _check_known(revision, shown)
-    _name_conflicts(objects, shown)
+    try:
+        _check_known(revision, shown)
+        _name_conflicts(objects, shown)
+    except KanbanMigrateError:
+        if check is not None:
+            check._thread.join()  # no quick_check left running behind a refusal
+        raise
     missing = missing_at(snap, revision) if revision is not None else []
     pending = list(REVISIONS) if missing else pending_after(revision)
     result = UpgradeResult(shown, "pending", str(fp), revision, revision, [], pending,
