@@ -336,9 +336,9 @@ def translate(exc: sqlite3.Error, path: str) -> Exception:
     if primary in (8, 14, 3, 23) or "readonly" in low or "read-only" in low or "unable to open" in low:
         # SQLITE_READONLY, SQLITE_CANTOPEN, SQLITE_PERM, SQLITE_AUTH
         return EnvironmentFailure(
-            f"cannot write the board or its folder ({text})",
-            "check the permissions of the file and its folder (SQLite writes -journal/-wal/-shm beside it); "
-            "nothing was changed",
+            f"cannot open the board, its -wal/-shm or its folder as needed ({text})",
+            "check the permissions of the file, its sidecars and its folder (SQLite writes -journal/-wal/-shm "
+            "beside the board); nothing was changed",
             path=path,
         )
     if primary == 26 or "not a database" in low or "file is encrypted" in low:
