@@ -456,21 +456,31 @@ def _migrate(bf: _board.BoardFile, busy_timeout: float, applied: list[str], show
         engine.dispose()
 
 
-def _truth(exc: KanbanMigrateError, before: str | None, read: bool, after: str | None) -> None:
-    """Make a refusal's hint say exactly what was committed (re-read from the file)."""
+def _truth(exc: KanbanMigrateError, before: str | None, read: bool, after: str | None,
+           applied: list[str], restarted: bool = False) -> None:
+    """Make a refusal's hint say exactly what was committed: the stamp re-read from the file,
+    never the revisions merely attempted (the last one may have failed at its commit). With
+    ``restarted``, the untrusted stamp ``before`` was removed first and the chain ran from the base
+    (so the stamp can end where it began with revisions committed)."""
     if not read:
         exc.hint = (exc.hint or "") + "; the stamp could not be re-read: run 'kanban-migrate status' to see " \
                                       "which revisions were committed"
         return
-    if after == before:
-        if "nothing was changed" not in (exc.hint or ""):
-            exc.hint = (exc.hint or "") + "; nothing was changed"
-        return
-    done = REVISIONS[(REVISIONS.index(before) + 1) if before in REVISIONS else 0: REVISIONS.index(after) + 1] \
-        if after in REVISIONS else []
+    if restarted:
+        done = applied[: applied.index(after) + 1] if after in applied else []
+    elif after != before and after in REVISIONS:
+        start = REVISIONS.index(before) + 1 if before in REVISIONS else 0
+        done = list(REVISIONS[start: REVISIONS.index(after) + 1])
+    else:
+        done = []
     hint = (exc.hint or "").replace("; nothing was changed", "").replace("nothing was changed; ", "")
-    exc.hint = (f"{hint}; revisions {' '.join(done)} were applied and committed, the board is consistent at "
-                f"{after}; rerun to finish")
+    if done:
+        exc.hint = (f"{hint}; revisions {' '.join(done)} were applied and committed, the board is consistent at "
+                    f"{after}; rerun to finish")
+    elif restarted and after is None:
+        exc.hint = f"{hint}; the untrusted stamp {before} was removed, no revision was committed; rerun to finish"
+    else:
+        exc.hint = f"{hint}; nothing was changed"
 
 
 def upgrade(
@@ -563,9 +573,9 @@ def upgrade(
         _migrate(bf, busy_timeout, applied, shown, trace, on_revision, restart_from=revision if missing else None)
     except KanbanMigrateError as exc:
         read, after = _committed_stamp(bf, busy_timeout)
-        if read and after == revision and made is not None:
+        if read and after == revision and not missing and made is not None:
             made.unlink(missing_ok=True)  # nothing was committed: the refusal leaves no backup behind
-        _truth(exc, revision, read, after)
+        _truth(exc, revision, read, after, applied, restarted=bool(missing))
         raise
     if backup:
         from .backup import prune

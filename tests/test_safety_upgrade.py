@@ -683,3 +683,41 @@ def test_two_upgrades_at_once_never_fail(board_cache, tmp_path):
 def test_fast_path_head_names_are_heads():
     assert {t.name: tuple(c.name for c in t.columns) for t in head.metadata.tables.values()} == HEAD_NAMES
     assert sorted(ix.name for t in head.metadata.tables.values() for ix in t.indexes) == sorted(HEAD_INDEXES)
+
+
+def test_failure_after_an_untrusted_stamp_says_what_was_committed(make, tmp_path, monkeypatch):
+    """A false v3 stamp is removed and the chain runs from the base; a failure in v4 says v0..v3
+    (not 'v4' only, not nothing) were committed, and the backup stays (something was committed)."""
+    from kanban_migrate import ops
+    from kanban_migrate.errors import KanbanMigrateError
+
+    p = false_stamp("v3")(tmp_path, make)
+
+    def refuse():
+        raise ops.UpgradeRefused("injected")
+
+    monkeypatch.setattr(ops, "backfill_running_runs", refuse)
+    with pytest.raises(KanbanMigrateError) as info:
+        upgrade(p)
+    assert "revisions v0 v1 v2 v3 were applied and committed, the board is consistent at v3" in info.value.hint
+    assert stamp_of(p) == "v3" and one(p, "SELECT count(*) FROM pragma_table_info('tasks') WHERE name='session_id'")[0][0]
+    assert [n for n in os.listdir(tmp_path) if ".pre-upgrade." in n]
+
+
+def test_refusal_before_any_commit_removes_its_backup(make, tmp_path, monkeypatch):
+    from kanban_migrate import ops
+    from kanban_migrate.errors import KanbanMigrateError
+
+    p = make("v4", 30, tmp_path / "kanban.db")
+    upgrade(p, backup=False)
+    sql(p, "UPDATE alembic_version SET version_num = 'v3'")
+    before = dir_state(tmp_path)
+
+    def refuse():
+        raise ops.UpgradeRefused("injected")
+
+    monkeypatch.setattr(ops, "backfill_running_runs", refuse)
+    with pytest.raises(KanbanMigrateError) as info:
+        upgrade(p)
+    assert "nothing was changed" in info.value.hint
+    assert dir_state(tmp_path) == before
