@@ -2,12 +2,13 @@
 
 Exit codes (stable, documented in the README): 0 done / nothing to do / healthy; 1 work pending
 (``--check``), problems found (verify) or rows lost (recover); 2 usage, including a missing path;
-3 input refused and left untouched; 4 board locked or in use by another process; 70 internal
-error (a bug: please report it).
+3 input refused and left untouched; 4 board locked or in use by another process; 5 the
+environment failed (disk full, file-size limit, permissions); 70 internal error (a bug: please
+report it).
 
 ``main`` first tries the installer's fast path: ``upgrade`` on boards that are all stamped at
-head is answered from ``alembic_version`` with the standard library alone, before click,
-SQLAlchemy or Alembic are imported.
+head, with head's tables, columns and indexes really there, is answered with the standard library
+alone, before click, SQLAlchemy or Alembic are imported.
 """
 
 from __future__ import annotations

@@ -49,7 +49,8 @@ def cli() -> None:
     """Upgrade, check and repair Hermes kanban boards (kanban.db).
 
     Exit codes: 0 done or healthy, 1 work pending / problems found, 2 usage or missing path,
-    3 input refused (left untouched), 4 board locked by another process.
+    3 input refused (left untouched), 4 board locked by another process, 5 the environment
+    failed (disk full, file-size limit, permissions, read-only folder).
     """
 
 
