@@ -67,7 +67,9 @@ def sidecar(path: Path, suffix: str) -> Path:
 def check_file(path: str | os.PathLike, *, allow_empty: bool = False) -> BoardFile:
     """Check that ``path`` can be a board before anything opens it.
 
-    Raises MissingBoard (exit 2) or NotABoard (exit 3) with a one-line reason and hint.
+    Raises MissingBoard (exit 2), NotABoard (exit 3: not a board file, or a ``-journal``/``-wal``/
+    ``-shm`` beside it that is not a regular file) or EnvironmentFailure (exit 5: this user may not
+    read it), each with a one-line reason and hint.
     """
     raw = Path(path)
     shown = str(path)
