@@ -459,6 +459,9 @@ def _build_commands() -> dict:
                 # a damaged board still has backups worth listing
             items = backups_of(db, kind="board", name=Path(db).parent.name)
         else:
+            warning = pinned_problem(home)
+            if warning:
+                click.echo(f"kanban-migrate: warning: {warning}", err=True)
             items = home_backups(home)
         if keep is not None:
             prune_backups(items, keep)
