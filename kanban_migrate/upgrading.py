@@ -587,7 +587,9 @@ def upgrade(
         result.note = "already at head: another process upgraded it while this one waited"
         result.seconds = time.perf_counter() - started
         return result
-    result.revision_after = applied[-1]
+    result.revision_after = HEAD  # _migrate returns only once the chain has reached head
+    if applied[-1] != HEAD:
+        result.note = f"another process applied {' '.join(pending_after(applied[-1]))} meanwhile"
     result.status = "upgraded"
     result.code = 0
     result.seconds = time.perf_counter() - started

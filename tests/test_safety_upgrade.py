@@ -649,7 +649,7 @@ def _upgrade_one(path, queue):
     from kanban_migrate.upgrading import upgrade_many
 
     r = upgrade_many([path], jobs=1)[0]
-    queue.put((r.code, r.status, r.message))
+    queue.put((r.code, r.status, r.message, r.revision_after))
 
 
 def test_two_upgrades_at_once_never_fail(board_cache, tmp_path):
@@ -673,10 +673,11 @@ def test_two_upgrades_at_once_never_fail(board_cache, tmp_path):
             proc.join(120)
         got = [queue.get(timeout=5) for _ in procs]
         outcomes.extend(got)
-        assert all(code in (0, 4) for code, _status, _message in got), got
+        assert all(code in (0, 4) for code, _status, _message, _after in got), got
+        assert all(after == "v7" for code, _status, _message, after in got if code == 0), got  # as it is
         assert stamp_of(p) == "v7" and at_head(p)
         assert one(p, "PRAGMA integrity_check") == [("ok",)]
-    assert {status for _c, status, _m in outcomes} <= {"upgraded", "current", "busy"}
+    assert {status for _c, status, _m, _a in outcomes} <= {"upgraded", "current", "busy"}
 
 
 # ---- the fast path's view of head is head ---------------------------------------------------------------------------
