@@ -411,7 +411,7 @@ def _build_commands() -> dict:
         Lists the pinned file ($HERMES_KANBAN_DB, without --home), the default, named, archived
         and per-profile boards, and the quarantine and pre-upgrade backups beside them. Health:
         ok, needs-upgrade, newer, not-a-board, damaged (run 'kanban-migrate recover'),
-        unreadable. Read-only; always exits 0.
+        unreadable, bad-stamp (alembic_version holds junk). Read-only; always exits 0.
         """
         warning = pinned_problem(home)
         if warning:
