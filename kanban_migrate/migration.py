@@ -70,7 +70,8 @@ def _set_aside(dbapi: sqlite3.Connection, info: dict) -> None:
     The application never makes triggers or views, so a board with them was changed on purpose:
     they are kept, but a trigger must not fire on the upgrade's own data changes (one deleting
     tasks on an insert into task_events would empty the board), and a view on a table the upgrade
-    rebuilds would make the rebuild fail. Both are SQLite's documented 12-step procedure."""
+    rebuilds would make the rebuild fail. SQLite's documented 12-step table rebuild does the same
+    (note the triggers and views, drop them, recreate them before the commit)."""
     rows = dbapi.execute(
         "SELECT type, name, sql FROM main.sqlite_master WHERE type IN ('trigger', 'view') AND sql IS NOT NULL "
         "ORDER BY rowid"

@@ -722,3 +722,21 @@ def test_refusal_before_any_commit_removes_its_backup(make, tmp_path, monkeypatc
         upgrade(p)
     assert "nothing was changed" in info.value.hint
     assert dir_state(tmp_path) == before
+
+
+def test_a_trigger_that_cannot_be_put_back_commits_nothing(make, tmp_path, monkeypatch):
+    """If putting the triggers back fails, the transaction does not commit without them."""
+    from kanban_migrate import migration
+
+    p = with_sql("v1", *TRIGGERS)(tmp_path, make)
+    before = dir_state(tmp_path)
+
+    def broken(dbapi, info):
+        info.pop(migration._ASIDE, None)
+        raise RuntimeError("injected: cannot create the trigger again")
+
+    monkeypatch.setattr(migration, "_put_back", broken)
+    with pytest.raises(Exception, match="injected"):
+        upgrade(p, backup=False)
+    assert dir_state(tmp_path) == before
+    assert stamp_of(p) is None and len(extras(p)) == len(TRIGGERS)
