@@ -27,6 +27,11 @@ class BadStamp(Refused):
     """``alembic_version`` holds something no kanban-migrate wrote (exit 3)."""
 
 
+class HotJournal(Refused):
+    """A hot rollback journal beside the board: only a read-write open can roll it back (exit 3
+    for a read-only look; ``upgrade`` lets SQLite roll it back, as the application's connect does)."""
+
+
 def excerpt(value, limit: int = 24) -> str:
     """A short, printable excerpt of a value read from a file (never the whole of it)."""
     if isinstance(value, bytes):
@@ -365,11 +370,11 @@ def translate(exc: sqlite3.Error, path: str) -> Exception:
             path=path,
         )
     if code == 776:  # SQLITE_READONLY_ROLLBACK
-        return Refused(
+        return HotJournal(
             f"a hot journal ({Path(path).name}-journal, left by an interrupted write) must be rolled back "
             "first, which a read-only look cannot do",
-            "SQLite rolls it back on the next read-write open: start the board application once (or run "
-            "sqlite3 on the board as its owner), then rerun; nothing was changed",
+            "SQLite rolls it back on the next read-write open: run 'kanban-migrate upgrade' on it or start "
+            "the board application once, then rerun; nothing was changed",
             path=path,
         )
     if primary == 13 or "disk is full" in low:  # SQLITE_FULL

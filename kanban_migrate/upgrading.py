@@ -319,6 +319,21 @@ def _take_write_lock(bf: _board.BoardFile, busy_timeout: float, shown: str) -> N
         raise _board.translate(exc, shown) from None
 
 
+def _roll_back_hot_journal(bf: _board.BoardFile, busy_timeout: float, shown: str) -> None:
+    """Let SQLite roll back the hot journal an interrupted writer left (as the application's own
+    connect would): the board returns to its last committed state, the one to back up and upgrade.
+    A plain read-write connection that reads the schema is enough; it changes nothing else."""
+    try:
+        conn = sqlite3.connect(str(bf.path), timeout=busy_timeout, isolation_level=None)
+        try:
+            conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise _board.translate(exc, shown) from None
+
+
 def _backup(bf: _board.BoardFile, busy_timeout: float, shown: str) -> tuple[Path, bool]:
     from .backup import make_backup
 
@@ -514,11 +529,18 @@ def upgrade(
         _create(Path(path), busy_timeout)
         return UpgradeResult(shown, "created", None, None, HEAD, [HEAD], [], None,
                              time.perf_counter() - started)
-    revision, current = _read_stamp(bf, busy_timeout, shown) if bf.size else (None, False)
+    writing = not (dry_run or sql)
+    try:
+        revision, current = _read_stamp(bf, busy_timeout, shown) if bf.size else (None, False)
+    except _board.HotJournal:
+        if not writing:
+            raise
+        _preflight(bf, shown, backup)
+        _roll_back_hot_journal(bf, busy_timeout, shown)
+        revision, current = _read_stamp(bf, busy_timeout, shown)
     if current:
         return UpgradeResult(shown, "current", None, HEAD, HEAD, seconds=time.perf_counter() - started)
     _check_known(revision, shown)
-    writing = not (dry_run or sql)
     if writing and bf.size:
         _preflight(bf, shown, backup)
     check = _QuickCheck(bf, busy_timeout, trace) if writing and bf.size else None

@@ -300,6 +300,14 @@ def committed_as_said(d, p, proc):
     assert not [n for n in os.listdir(d) if n.endswith(".tmp")]
 
 
+def rolled_back_and_upgraded(d, p, proc):
+    """SQLite rolled the interrupted write back (as the application's connect would): the bodies it
+    was overwriting are the committed ones, and the board is at head."""
+    assert not Path(str(p) + "-journal").exists()
+    assert one(p, "SELECT count(*) FROM tasks WHERE length(body) = 6000") == [(0,)]
+    assert at_head(p) and one(p, "PRAGMA integrity_check") == [("ok",)]
+
+
 def no_backup_left(d, p, proc):
     assert not [n for n in os.listdir(d) if ".pre-upgrade." in n]
 
@@ -352,8 +360,9 @@ CASES: dict[str, Case] = {
                                       limit=40_000),
     "file-size-limit-mid-way": Case(legacy("drifted", 1500), ["upgrade", "--no-backup", "{db}"], 5,
                                     "file-size limit", check=committed_as_said, limit=1_200_000),
-    "hot-journal": Case(hot_journal, ["upgrade", "{db}"], 3, "hot journal", unchanged=True),
+    "hot-journal": Case(hot_journal, ["upgrade", "{db}"], 0, check=rolled_back_and_upgraded),
     "hot-journal-status": Case(hot_journal, ["status", "{db}"], 3, "hot journal", unchanged=True),
+    "hot-journal-check": Case(hot_journal, ["upgrade", "--check", "{db}"], 3, "hot journal", unchanged=True),
     # refusals that must change nothing
     "board-0444": Case(mode_board(0o444), ["upgrade", "{db}"], 5, "cannot write kanban.db", unchanged=True,
                        user="nobody", check=no_backup_no_sidecar),
