@@ -749,3 +749,31 @@ def test_a_trigger_that_cannot_be_put_back_commits_nothing(make, tmp_path, monke
         upgrade(p, backup=False)
     assert dir_state(tmp_path) == before
     assert stamp_of(p) is None and len(extras(p)) == len(TRIGGERS)
+
+
+def test_sigkill_on_a_rollback_journal_board_then_rerun_finishes(board_cache, tmp_path):
+    """A board kept in DELETE mode (the application's rule under the WAL-reset bug): a kill mid-
+    revision leaves a hot journal; the next upgrade lets SQLite roll it back and finishes."""
+    import random
+
+    victim = tmp_path / "kanban.db"
+    shutil.copyfile(board_cache("drifted", 1500, 3), victim)
+    sql(victim, "PRAGMA journal_mode=DELETE")
+    reference = tmp_path / "reference.db"
+    shutil.copyfile(victim, reference)
+    upgrade(reference, backup=False)
+    rng = random.Random(10)
+    hot = 0
+    for _ in range(4):
+        proc = subprocess.Popen([sys.executable, "-m", "kanban_migrate", "upgrade", "--no-backup", str(victim)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+        time.sleep(rng.uniform(0.4, 1.2))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        journal = Path(str(victim) + "-journal")
+        hot += journal.exists() and journal.stat().st_size > 0
+    done = run(["upgrade", "--no-backup", str(victim)])
+    assert done.returncode == 0, done.stderr
+    assert at_head(victim) and one(victim, "PRAGMA integrity_check") == [("ok",)]
+    assert counts(victim) == counts(reference)
+    print("kills that left a hot journal:", hot)
