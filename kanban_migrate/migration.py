@@ -178,8 +178,12 @@ def run_env(context) -> None:
     cfg = context.config
     if context.is_offline_mode():
         path = cfg.attributes.get("db_path") or context.get_x_argument(as_dictionary=True).get("db")
+        from .ops import put_back_offline
+
         shadow = shadow_of(path)
-        context.configure(dialect_name="sqlite", literal_binds=True, **_common(cfg), **{SHADOW: shadow})
+        kw = _common(cfg)
+        kw["on_version_apply"] = [put_back_offline, *([kw["on_version_apply"]] if "on_version_apply" in kw else [])]
+        context.configure(dialect_name="sqlite", literal_binds=True, **kw, **{SHADOW: shadow})
         with context.begin_transaction():
             context.run_migrations()
         shadow.close()

@@ -40,10 +40,45 @@ def run(sql: str) -> None:
     """Execute one statement (online) or emit it and apply it to the shadow (offline)."""
     ctx = op.get_context()
     if ctx.as_sql:
-        op.execute(sql.replace(":", "\\:"))
-        ctx.opts[SHADOW].execute(sql)
+        _set_aside_offline(ctx)
+        _emit(ctx, sql)
     else:
         op.get_bind().exec_driver_sql(sql)
+
+
+_ASIDE = "kanban_set_aside"  # MigrationContext option: the triggers and views the script dropped
+
+
+def _emit(ctx, sql: str) -> None:
+    op.execute(sql.replace(":", "\\:"))
+    ctx.opts[SHADOW].execute(sql)
+
+
+def _set_aside_offline(ctx) -> None:
+    """``--sql``: the script drops the board's triggers and views before a revision's first
+    statement and creates them again before its COMMIT (:func:`put_back_offline`), as the online
+    upgrade does in every transaction (``migration._set_aside``)."""
+    if ctx.opts.get(_ASIDE) is not None:
+        return
+    rows = ctx.opts[SHADOW].execute(
+        "SELECT type, name, sql FROM sqlite_master WHERE type IN ('trigger', 'view') AND sql IS NOT NULL "
+        "ORDER BY rowid"
+    ).fetchall()
+    ctx.opts[_ASIDE] = rows
+    for kind in ("trigger", "view"):
+        for typ, name, _sql in rows:
+            if typ == kind:
+                _emit(ctx, f"DROP {kind.upper()} IF EXISTS {quote(name)}")
+
+
+def put_back_offline(ctx, **_kw) -> None:
+    """An ``on_version_apply`` callback for ``--sql``: the views, then the triggers, set aside by
+    this revision's script, created again before its COMMIT."""
+    rows = ctx.opts.pop(_ASIDE, None)
+    for kind in ("view", "trigger"):
+        for typ, _name, sql in rows or ():
+            if typ == kind:
+                _emit(ctx, sql)
 
 
 def board() -> Schema:

@@ -777,3 +777,17 @@ def test_sigkill_on_a_rollback_journal_board_then_rerun_finishes(board_cache, tm
     assert at_head(victim) and one(victim, "PRAGMA integrity_check") == [("ok",)]
     assert counts(victim) == counts(reference)
     print("kills that left a hot journal:", hot)
+
+
+def test_sql_script_sets_triggers_and_views_aside_too(make, tmp_path):
+    """The --sql script, run by hand on the board, keeps the rows the triggers would delete and
+    puts the triggers and views back, on a board whose tables are rebuilt too."""
+    p = with_sql("drifted", *REBUILT_EXTRAS, TRIGGERS[0], tasks=40)(tmp_path, make)
+    before_counts, before_extras = counts(p), extras(p)
+    proc = run(["upgrade", "--sql", str(p)])
+    assert proc.returncode == 0, proc.stderr
+    c = sqlite3.connect(p)
+    c.executescript(proc.stdout)
+    c.close()
+    assert counts(p) == before_counts and extras(p) == before_extras
+    assert stamp_of(p) == "v7" and at_head(p)
