@@ -283,6 +283,15 @@ def test_a_name_near_255_bytes(tmp_path, board_cache):
     assert len(task_ids(out)) == 120
 
 
+@pytest.mark.parametrize("where", ["in place", "--output"])
+def test_a_fifo_beside_the_board_is_refused_not_opened(damaged, tmp_path, where):
+    os.mkfifo(str(damaged) + "-journal")
+    state = dir_state(damaged.parent)
+    args = ["--output", tmp_path / "o.db"] if where == "--output" else []
+    assert "FIFO" in refused(cli("recover", damaged, *args, timeout=60), ExitCode.REFUSED)
+    assert dir_state(damaged.parent) == state and not (tmp_path / "o.db").exists()
+
+
 def test_holes_are_not_copied_dense(damaged):
     hole = 64 << 20
     with open(damaged, "r+b") as fh:

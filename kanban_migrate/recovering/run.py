@@ -51,6 +51,9 @@ def _check_input(path: Path, shown: str) -> None:
     if st.st_size == 0:
         raise Refused("empty file (0 bytes): there is nothing to recover",
                       "a new board can be made with 'kanban-migrate upgrade --create'", path=shown)
+    from ..board import _check_sidecars  # a FIFO or device as -wal/-journal/-shm: refused, never opened
+
+    _check_sidecars(Path(os.path.realpath(path)), shown)
 
 
 def _check_targets(board: Path, out: Path | None, dump: Path | None) -> None:
