@@ -275,7 +275,7 @@ def test_a_name_near_255_bytes(tmp_path, board_cache):
     shutil.copyfile(board_cache("v7", 120, 1), board)
     C.zero_root(board, "task_events", random.Random(1))
     state = dir_state(tmp_path)
-    assert "too long" in refused(cli("recover", board), ExitCode.ENVIRONMENT)
+    assert "too long" in refused(cli("recover", board), ExitCode.REFUSED)
     assert dir_state(tmp_path) == state
     out = tmp_path / ("o" * 247 + ".db")  # 250 bytes: its -wal and -shm still fit
     proc = cli("recover", board, "--output", out)

@@ -177,10 +177,12 @@ class _Run:
         if not self.in_place:
             return
         longest = swap.aside_path(self.board, "0" * 16).name + "-journal"
-        if len(os.fsencode(longest)) > _name_max(self.board.parent):
-            raise EnvironmentFailure(
-                "the board's name is too long for its quarantine copy's name (<board>.corrupt.<hash>.bak)",
-                "rename the board to a shorter name, or recover to a new file with --output", path=self.shown)
+        limit = _name_max(self.board.parent)
+        if len(os.fsencode(longest)) > limit:  # as upgrade refuses a name too long for its backup
+            raise Refused(f"its name is {len(os.fsencode(self.board.name))} bytes, too long for the copy of the "
+                          f"original kept beside it (<board>.corrupt.<hash>.bak; the folder allows {limit} per name)",
+                          "rename the board to a shorter name, or recover to a new file with --output; "
+                          "nothing was changed", path=self.shown)
         if not assume_idle:
             why = unprovable(self.board)
             if why:
