@@ -19,7 +19,8 @@ __all__ = [
     "ptrmap_pages", "is_ptrmap_page", "ptrmap_page_for", "ptrmap_entries",
     "record_serial_types", "pending_byte_page", "RecordError",
     "PAGE_TABLE_LEAF", "PAGE_TABLE_INTERIOR", "PAGE_INDEX_LEAF", "PAGE_INDEX_INTERIOR",
-    "freeblocks",
+    "freeblocks", "BTREE_PAGE_TYPES", "PTRMAP_BTREE", "max_local", "record_end",
+    "decode_record_partial", "OVERFLOW_POINTER_SIZE",
 ]
 
 MAGIC = b"SQLite format 3\x00"
@@ -28,6 +29,9 @@ PAGE_INDEX_INTERIOR = 2
 PAGE_TABLE_INTERIOR = 5
 PAGE_INDEX_LEAF = 10
 PAGE_TABLE_LEAF = 13
+BTREE_PAGE_TYPES = (PAGE_INDEX_INTERIOR, PAGE_TABLE_INTERIOR, PAGE_INDEX_LEAF, PAGE_TABLE_LEAF)
+PTRMAP_BTREE = 5                 # pointer-map entry type of a non-root b-tree page
+OVERFLOW_POINTER_SIZE = 4        # the first-overflow-page number after a cell's local payload
 
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
@@ -317,6 +321,54 @@ def record_serial_types(buf, start: int, end: int) -> list[int] | None:
         return None
 
 
+def record_end(buf, start: int, limit: int) -> int:
+    """Where the record starting at ``start`` ends, by its own header; RecordError when the
+    header has a reserved serial type or the record would run past ``limit``."""
+    hlen, p = read_varint(buf, start)
+    end = start + hlen
+    total = hlen
+    while p < end:
+        t, p = read_varint(buf, p)
+        size = serial_type_size(t)
+        if size < 0:
+            raise RecordError("reserved serial type")
+        total += size
+    if start + total > limit:
+        raise RecordError("record overruns region")
+    return start + total
+
+
+def decode_record_partial(buf, dec) -> list:
+    """Best-effort decode of a truncated record (a broken overflow chain): the values that fit,
+    None for the rest. Never raises."""
+    out = []
+    try:
+        hlen, p = read_varint(buf, 0)
+        hlen = min(hlen, len(buf))
+        off = hlen
+        n = len(buf)
+        while p < hlen:
+            t, p = read_varint(buf, p)
+            size = serial_type_size(t)
+            if size < 0:
+                break
+            fits = off + size <= n
+            if t >= 12:
+                out.append((dec(buf[off:off + size]) if t & 1 else bytes(buf[off:off + size])) if fits else None)
+            elif t in (8, 9):
+                out.append(t - 8)
+            elif t == 0:
+                out.append(None)
+            elif t == 7:
+                out.append(_F64U(buf, off)[0] if fits else None)
+            else:
+                out.append(int.from_bytes(buf[off:off + size], "big", signed=True) if fits else None)
+            off += size
+    except (IndexError, ValueError, struct.error):
+        pass
+    return out
+
+
 # --------------------------------------------------------------------------- b-tree pages
 
 @dataclass(slots=True)
@@ -392,12 +444,14 @@ def cell_pointers(page, hdr: PageHeader) -> tuple[int, ...]:
     return s.unpack_from(page, hdr.header_offset + hdr.header_size)
 
 
+def max_local(usable: int, table_leaf: bool) -> int:
+    """The largest payload kept whole on a b-tree page (larger ones spill to overflow pages)."""
+    return usable - 35 if table_leaf else ((usable - 12) * 64 // 255) - 23
+
+
 def local_payload_size(payload: int, usable: int, table_leaf: bool) -> int:
     """Bytes of a payload stored on the b-tree page itself (the rest goes to overflow)."""
-    if table_leaf:
-        x = usable - 35
-    else:
-        x = ((usable - 12) * 64 // 255) - 23
+    x = max_local(usable, table_leaf)
     if payload <= x:
         return payload
     m = ((usable - 12) * 32 // 255) - 23
