@@ -111,34 +111,43 @@ def unchanged(recovered: Path, truth: dict[str, dict], renamed: bool) -> int:
     return n
 
 
-def wait_measured(proc: subprocess.Popen) -> tuple[int, int]:
-    """Wait for ``proc``: (exit code, its own peak RSS in bytes; os.wait4 gives this child's rusage)."""
-    _pid, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, usage.ru_maxrss * 1024
+PEAK = [sys.executable, str(HERE / "_peak_rss.py")]
+
+
+def measured(cmd: list[str], rss_file: Path) -> list[str]:
+    """``cmd`` run under the launcher that writes its peak RSS to ``rss_file``."""
+    return [*PEAK, str(rss_file), *cmd]
+
+
+def peak(rss_file: Path) -> int:
+    try:
+        return int(rss_file.read_text())
+    except (OSError, ValueError):
+        return 0
 
 
 def anchor_recover(anchor: Path, damaged: Path, out: Path) -> tuple[float, int]:
     """`.recover | sqlite3 new.db`: seconds and the larger peak RSS of the two processes."""
+    r1, r2 = out.with_suffix(".rss1"), out.with_suffix(".rss2")
     t0 = time.perf_counter()
-    p1 = subprocess.Popen([str(anchor), str(damaged), ".recover"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    p2 = subprocess.Popen([str(anchor), str(out)], stdin=p1.stdout, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p1 = subprocess.Popen(measured([str(anchor), str(damaged), ".recover"], r1), stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL)
+    p2 = subprocess.Popen(measured([str(anchor), str(out)], r2), stdin=p1.stdout, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
     p1.stdout.close()
-    _c2, rss2 = wait_measured(p2)
-    _c1, rss1 = wait_measured(p1)
-    return time.perf_counter() - t0, max(rss1, rss2)
+    p2.wait()
+    p1.wait()
+    return time.perf_counter() - t0, max(peak(r1), peak(r2))
 
 
 def ours_recover(damaged: Path, out: Path, workdir: Path, env: dict) -> tuple[float, int, str]:
+    rss = out.with_suffix(".rss")
     t0 = time.perf_counter()
-    with open(workdir.parent / "ours.err", "w+") as err:
-        proc = subprocess.Popen([str(BIN), "recover", "--output", str(out), "--workdir", str(workdir), str(damaged)],
-                                stdout=subprocess.DEVNULL, stderr=err, env=env)
-        code, rss = wait_measured(proc)
-        elapsed = time.perf_counter() - t0
-        err.seek(0)
-        msg = "" if code in (0, 1) else f"ours failed ({code}): {err.read().strip()[-300:]}"
-    return elapsed, rss, msg
+    proc = subprocess.run(measured([str(BIN), "recover", "--output", str(out), "--workdir", str(workdir), str(damaged)], rss),
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    elapsed = time.perf_counter() - t0
+    msg = "" if proc.returncode in (0, 1) else f"ours failed ({proc.returncode}): {proc.stderr.strip()[-300:]}"
+    return elapsed, peak(rss), msg
 
 
 def big_board() -> Path:

@@ -163,18 +163,39 @@ class LostRows:
 
 @dataclass
 class Run:
-    """Consecutive clean leaves of a table's b-tree, in key order: ``count`` cells with rowids
-    ascending from ``first`` to ``last``, every page and overflow chain well formed. ``pages``
-    are re-read to give the rows. ``verified``: SQLite itself read exactly these rows (so it can
-    copy them); ``copied``: it did, into the rebuilt board, and iteration skips them."""
+    """Consecutive clean leaves of a table's b-tree, in key order, every page and overflow chain
+    well formed: ``leaves`` are (page, first rowid, last rowid, cells, sum of rowids), rowids
+    ascending throughout. The pages are re-read to give the rows. ``verified``: SQLite itself
+    read exactly these rows (so it can copy them); ``copied``: it did, into the rebuilt board,
+    and iteration skips them."""
 
-    pages: list
-    first: int
-    last: int
-    count: int = 0
-    total: int = 0            # the sum of the rowids, to check SQLite read the same ones
+    leaves: list = field(default_factory=list)
     verified: bool = False
     copied: bool = False
+
+    @property
+    def pages(self) -> list[int]:
+        return [leaf[0] for leaf in self.leaves]
+
+    @property
+    def first(self) -> int:
+        return self.leaves[0][1]
+
+    @property
+    def last(self) -> int:
+        return self.leaves[-1][2]
+
+    @property
+    def count(self) -> int:
+        return sum(leaf[3] for leaf in self.leaves)
+
+    @property
+    def total(self) -> int:
+        return sum(leaf[4] for leaf in self.leaves)
+
+    def split(self) -> list["Run"]:
+        """One run per leaf (to find which page SQLite reads differently)."""
+        return [Run([leaf]) for leaf in self.leaves]
 
 
 class RowStream:

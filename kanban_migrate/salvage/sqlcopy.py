@@ -3,9 +3,9 @@
 The walk keeps runs of consecutive clean leaves (``model.Run``: first rowid, cell count). SQLite
 reads one run with ``WHERE rowid >= first ORDER BY rowid LIMIT count``: it seeks down the
 interior pages our walk read, scans exactly those leaves and stops before the next page, so a
-damaged page beside the run is never touched. :func:`verify_runs` checks, in C, that SQLite
-reads each run as the walk did (count, first and last rowid, rowid sum, every record's header
-consistent); :func:`copy_sound_rows` then copies verified runs into another database with
+damaged page beside the run is never touched. :func:`verify_runs` checks that SQLite reads
+each run as the walk did (count, first and last rowid, rowid sum, every record whole, every
+text valid UTF-8); :func:`copy_sound_rows` then copies verified runs into another database with
 ``INSERT … SELECT``, and the table's row stream skips what was copied. Files SQLite cannot open,
 WAL overlays and non-UTF-8 files keep the pure-Python path.
 """
@@ -29,17 +29,6 @@ def source_uri(path: str) -> str:
     return "file:" + _urlquote(path) + "?mode=ro&immutable=1"
 
 
-def _probe_column(t) -> str | None:
-    """The column in the last record position that is not the rowid alias: reading it makes
-    SQLite parse and check each record's whole header."""
-    td = t.td
-    order = td.record_order()
-    for ci in reversed(order):
-        if ci != td.rowid_alias:
-            return td.columns[ci].name
-    return None
-
-
 def verify_runs(sv: Salvager, path: str) -> None:
     """Phase: have SQLite read every clean run; a run it reads differently is decoded now."""
     tables = [t for t in sv.tables.values() if t.rows.runs]
@@ -60,17 +49,23 @@ def verify_runs(sv: Salvager, path: str) -> None:
             ok = conn is not None and t.td is not None and not t.td.without_rowid and \
                 _same_table(conn, t)
             if ok:
-                probe = _probe_column(t)
-                col = _q(probe) if probe is not None else "NULL"
-                sql = (f"SELECT count(*), min(r), max(r), sum(r), sum(length(c)) FROM "
-                       f"(SELECT rowid AS r, {col} AS c FROM main.{_q(t.name)} WHERE rowid >= ? "
-                       f"ORDER BY rowid LIMIT ?)")
-            for run in list(t.rows.runs):
+                cols = [_q(c.name) for i, c in enumerate(t.td.columns) if i != t.td.rowid_alias]
+                sql = (f"SELECT rowid, {', '.join(cols) or 'NULL'} FROM main.{_q(t.name)} "
+                       f"WHERE rowid >= ? ORDER BY rowid LIMIT ?")
+            kept = []
+            for run in t.rows.runs:
                 sv.check_time()
-                if ok and _run_reads_back(conn, sql, run):
+                if ok and _reads_back(conn, sql, run):
                     run.verified = True
-                else:
-                    sv.decode_run(t, run)
+                    kept.append(run)
+                    continue
+                for leaf in run.split() if ok and len(run.leaves) > 1 else [run]:
+                    if ok and _reads_back(conn, sql, leaf):
+                        leaf.verified = True
+                        kept.append(leaf)
+                    else:
+                        sv.decode_run(t, leaf)
+            t.rows.runs[:] = kept
             if ok:
                 t.out.source_path = path
     finally:
@@ -89,14 +84,23 @@ def _same_table(conn, t) -> bool:
     return row is not None and row[0] == t.out.rootpage and cols == t.out.columns
 
 
-def _run_reads_back(conn, sql: str, run: Run) -> bool:
+def _reads_back(conn, sql: str, run: Run) -> bool:
+    """SQLite reads the run's rows as the walk did: the same count, first and last rowid and
+    rowid sum, every record whole, every text valid UTF-8 (fetched through the driver, which
+    refuses invalid UTF-8; such text is left to the Python decoder, which keeps it)."""
+    n = total = 0
+    last = None
     try:
-        n, lo, hi, total, _len = conn.execute(sql, (run.first, run.count)).fetchone()
+        cur = conn.execute(sql, (run.first, run.count))
+        while batch := cur.fetchmany(512):
+            if not n and batch[0][0] != run.first:
+                return False
+            n += len(batch)
+            total += sum(r[0] for r in batch)
+            last = batch[-1][0]
     except (sqlite3.Error, OverflowError):
         return False
-    if n != run.count or lo != run.first or hi != run.last:
-        return False
-    return total == run.total
+    return n == run.count and last == run.last and total == run.total
 
 
 def attach_source(conn: sqlite3.Connection, result: SalvageResult) -> bool:

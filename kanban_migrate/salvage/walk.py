@@ -22,6 +22,7 @@ from .shapes import SCHEMA_CAND, SCHEMA_TYPES, Candidate, candidate_from_tablede
 from .sqlschema import NO_DEFAULT, TableDef, parse_create_table
 
 _U32 = struct.Struct(">I")
+RUN_PAGES = 32       # leaves per run: what one damaged page sends back to the Python decoder
 ERRORS = (IndexError, ValueError, struct.error, RecordError, TypeError, OverflowError)
 
 
@@ -309,13 +310,28 @@ class Salvager:
                     plen = b
                     p = ptr + 1
                 else:
-                    plen, p = read_varint(page, ptr)
+                    b1 = page[ptr + 1]
+                    if b1 < 0x80:
+                        plen = ((b & 0x7F) << 7) | b1
+                        p = ptr + 2
+                    else:
+                        plen, p = read_varint(page, ptr)
                 b = page[p]
                 if b < 0x80:
                     rowid = b
                     p += 1
                 else:
-                    rowid, p = read_varint_signed(page, p)
+                    b1 = page[p + 1]
+                    if b1 < 0x80:
+                        rowid = ((b & 0x7F) << 7) | b1
+                        p += 2
+                    else:
+                        b2 = page[p + 2]
+                        if b2 < 0x80:
+                            rowid = ((b & 0x7F) << 14) | ((b1 & 0x7F) << 7) | b2
+                            p += 3
+                        else:
+                            rowid, p = read_varint_signed(page, p)
                 if plen <= maxlocal:
                     if p + plen > usable or plen == 0:
                         return None, False
@@ -335,25 +351,29 @@ class Salvager:
             return None, False
         return rowids, True
 
-    def first_last_records(self, page, hdr: PageHeader):
-        """The first and last records of a leaf (for telling whose leaf it is), None where
-        unreadable or stored in overflow."""
-        out = []
+    def record_at(self, page, hdr: PageHeader, i: int):
+        """The i-th record of a table leaf (for telling whose leaf it is); None where unreadable
+        or stored in overflow."""
+        try:
+            ptr = cell_pointers(page, hdr)[i]
+            plen, p = read_varint(page, ptr)
+            _rowid, p = read_varint(page, p)
+            if plen > max_local(self.usable, True):
+                return None
+            return decode_record(page, p, p + plen, self.enc, self.errors)
+        except ERRORS:
+            return None
+
+    def count_cells(self, page, hdr: PageHeader) -> tuple[int, int]:
+        """(cells whose pointer is in bounds, cells whose pointer is not)."""
         try:
             ptrs = cell_pointers(page, hdr)
         except struct.error:
-            return [None, None]
-        for ptr in (ptrs[0], ptrs[-1]) if ptrs else ():
-            try:
-                plen, p = read_varint(page, ptr)
-                _rowid, p = read_varint(page, p)
-                if plen > max_local(self.usable, True):
-                    out.append(None)
-                    continue
-                out.append(decode_record(page, p, p + plen, self.enc, self.errors))
-            except ERRORS:
-                out.append(None)
-        return out
+            return 0, hdr.cell_count
+        floor = hdr.header_offset + hdr.header_size + 2 * hdr.cell_count
+        lim = min(self.usable, len(page))
+        bad = sum(1 for p in ptrs if p < floor or p >= lim)
+        return len(ptrs) - bad, bad
 
     def index_records(self, page, hdr: PageHeader, interior: bool, decode: bool,
                       claimed_local: list[int]):
@@ -421,7 +441,8 @@ class Salvager:
                 yield tnew(Row, (rowid, fin(vals, rowid), "btree", pg))
 
     def decode_run(self, t: Table, run: Run) -> None:
-        """A run SQLite could not read as we did: decode it now into the table's spool."""
+        """A run SQLite could not read as we did: decode it now into the table's spool (the
+        caller takes it off the table's runs)."""
         fin = t.fin
         ncols = len(t.out.columns)
         for pg in run.pages:
@@ -435,7 +456,6 @@ class Salvager:
                 if len(vals) > ncols:
                     t.out.overlong_records += 1
                 t.add(rowid, fin(vals, rowid), "btree", pg)
-        t.rows.runs.remove(run)
 
     # ---------------------------------------------------------------- b-tree walks
     def walk_table(self, root: int, owner: str, cand: Candidate | None, table_name: str,
@@ -504,13 +524,10 @@ class Salvager:
                         counters.pages += 1
                     for r in rowids:
                         rowset.add(r)
-                    if run is None or rowids[0] <= run.last:
-                        run = Run([], rowids[0], rowids[0])
+                    if run is None or len(run.leaves) >= RUN_PAGES or rowids[0] <= run.last:
+                        run = Run()
                         runs.append(run)
-                    run.pages.append(pg)
-                    run.count += len(rowids)
-                    run.total += sum(rowids)
-                    run.last = rowids[-1]
+                    run.leaves.append((pg, rowids[0], rowids[-1], len(rowids), sum(rowids)))
                     continue
                 if clean:              # no cells: nothing to decode
                     claimed[pg] = owner
@@ -609,8 +626,11 @@ class Salvager:
         if bad * 2 > n:
             return False
         if cand is not None:
-            first, last = self.first_last_records(page, hdr)
-            if first is not None and last is not None and cand.score(first) < 0 and cand.score(last) < 0:
+            first = self.record_at(page, hdr, 0)
+            if first is None or cand.score(first) >= 0:
+                return True
+            last = self.record_at(page, hdr, -1)
+            if last is not None and cand.score(last) < 0:
                 return False
         return True
 
@@ -652,6 +672,13 @@ class Salvager:
             counters.pages += 1
             interior = hdr.page_type == PAGE_INDEX_INTERIOR
             local: list[int] = []
+            if not interior and not decode:
+                # an index leaf only counted: its cells need no parsing, only sane pointers
+                n, bad = self.count_cells(page, hdr)
+                counters.unreadable_cells += bad
+                if isinstance(counters, IndexSalvage):
+                    counters.entries += n
+                continue
             kids, recs, bad = self.index_records(page, hdr, interior, decode, local)
             for o in local:
                 claimed[o] = "overflow"
