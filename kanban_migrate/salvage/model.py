@@ -262,6 +262,23 @@ class RowidSet:
             hi.insert(i + 1, r)
         return True
 
+    def extend_ascending(self, rowids: list[int]) -> None:
+        """Add strictly ascending rowids, all above every rowid already in the set."""
+        lo, hi = self.lo, self.hi
+        if rowids[-1] - rowids[0] == len(rowids) - 1:
+            if hi and rowids[0] == hi[-1] + 1:
+                hi[-1] = rowids[-1]
+            else:
+                lo.append(rowids[0])
+                hi.append(rowids[-1])
+            return
+        for r in rowids:
+            if hi and r == hi[-1] + 1:
+                hi[-1] = r
+            else:
+                lo.append(r)
+                hi.append(r)
+
     def __contains__(self, r: int) -> bool:
         i = bisect_right(self.lo, r) - 1
         return i >= 0 and r <= self.hi[i]

@@ -49,9 +49,7 @@ def verify_runs(sv: Salvager, path: str) -> None:
             ok = conn is not None and t.td is not None and not t.td.without_rowid and \
                 _same_table(conn, t)
             if ok:
-                cols = [_q(c.name) for i, c in enumerate(t.td.columns) if i != t.td.rowid_alias]
-                sql = (f"SELECT rowid, {', '.join(cols) or 'NULL'} FROM main.{_q(t.name)} "
-                       f"WHERE rowid >= ? ORDER BY rowid LIMIT ?")
+                sql = f"SELECT {_read_back_columns(t)} FROM main.{_q(t.name)} WHERE rowid >= ? ORDER BY rowid LIMIT ?"
             kept = []
             for run in t.rows.runs:
                 sv.check_time()
@@ -71,6 +69,20 @@ def verify_runs(sv: Salvager, path: str) -> None:
     finally:
         if conn is not None:
             conn.close()
+
+
+def _read_back_columns(t) -> str:
+    """rowid, each column that can hold text (fetched, so the driver checks its UTF-8), and the
+    length of the last column in the record (reading it makes SQLite check the whole header)."""
+    td = t.td
+    out = ["rowid"]
+    for i, c in enumerate(td.columns):
+        if i != td.rowid_alias and c.affinity not in ("INTEGER", "REAL"):
+            out.append(_q(c.name))
+    last = [ci for ci in td.record_order() if ci != td.rowid_alias]
+    if last:
+        out.append(f"length({_q(td.columns[last[-1]].name)})")
+    return ", ".join(out)
 
 
 def _same_table(conn, t) -> bool:

@@ -26,6 +26,12 @@ RUN_PAGES = 32       # leaves per run: what one damaged page sends back to the P
 ERRORS = (IndexError, ValueError, struct.error, RecordError, TypeError, OverflowError)
 
 
+def _strictly_ascending(rowids: list[int]) -> bool:
+    if rowids[-1] - rowids[0] == len(rowids) - 1:       # the common case: consecutive rowids
+        return rowids == list(range(rowids[0], rowids[-1] + 1))
+    return rowids == sorted(set(rowids))
+
+
 class Timeout(Exception):
     """The time limit was reached: the phase in progress stops, the result is partial."""
 
@@ -513,8 +519,7 @@ class Salvager:
                     if not is_root and not self._rowids_fit(rowids, lo, hi, cand, page, hdr):
                         lose(lo, hi)   # the pointer led to somebody else's page: the orphan scan's
                         continue
-                    if not (all(a < b for a, b in zip(rowids, rowids[1:])) and
-                            (not rowset.hi or rowids[0] > rowset.hi[-1])):
+                    if not ((not rowset.hi or rowids[0] > rowset.hi[-1]) and _strictly_ascending(rowids)):
                         clean = False
                 if clean and rowids:
                     claimed[pg] = owner
@@ -522,8 +527,7 @@ class Salvager:
                         claimed[o] = "overflow"
                     if counters is not None:
                         counters.pages += 1
-                    for r in rowids:
-                        rowset.add(r)
+                    rowset.extend_ascending(rowids)
                     if run is None or len(run.leaves) >= RUN_PAGES or rowids[0] <= run.last:
                         run = Run()
                         runs.append(run)
@@ -622,7 +626,10 @@ class Salvager:
         """A clean leaf reached through a child pointer belongs there: rowids in the pointer's
         key range, and its first or last record fits the table."""
         n = len(rowids)
-        bad = sum(1 for r in rowids if (lo is not None and r <= lo) or (hi is not None and r > hi))
+        if (lo is None or min(rowids) > lo) and (hi is None or max(rowids) <= hi):
+            bad = 0
+        else:
+            bad = sum(1 for r in rowids if (lo is not None and r <= lo) or (hi is not None and r > hi))
         if bad * 2 > n:
             return False
         if cand is not None:
