@@ -196,6 +196,7 @@ def _load(result, staging: Path, report: RecoverReport) -> None:
             copy_sound_rows(result, name, conn, cols, use_rowid)  # SQLite copies the runs it read back
             rows = t.rows  # the rest, b-tree rows first, then orphan rows, then the others
             if not cols or not rows:
+                tr.recovered = conn.execute(f"SELECT COUNT(*) FROM {quote(name)}").fetchone()[0]
                 continue
             names = (["rowid"] if use_rowid else []) + cols
             sql_ins = f"INSERT INTO {quote(name)} ({', '.join(quote(c) for c in names)}) VALUES ({', '.join('?' * len(names))})"

@@ -10,6 +10,7 @@ Only page numbers are kept between steps: leaves are decoded when they are looke
 from __future__ import annotations
 
 import struct
+from hashlib import blake2b
 from dataclasses import dataclass, field
 
 from .fileformat import (BTREE_PAGE_TYPES, PAGE_INDEX_INTERIOR, PAGE_TABLE_INTERIOR, PAGE_TABLE_LEAF,
@@ -29,6 +30,7 @@ class OrphanScan:
     index_pages: dict[int, str] = field(default_factory=dict)
     parent: dict[int, int] = field(default_factory=dict)       # page -> orphan interior above it
     ptr_owner: dict[int, str] = field(default_factory=dict)    # leaf -> table, from the pointer map
+    duplicates: int = 0                                         # leaves identical to an earlier one
 
     def group_of(self, pg: int) -> int:
         seen = set()
@@ -59,6 +61,7 @@ def find_unreached(sv: Salvager) -> OrphanScan:
         for p in sv.freelist.trunks:
             claimed.setdefault(p, "freelist-trunk")
     scan = OrphanScan()
+    seen: dict[bytes, int] = {}    # leaf content digest -> first page with it
     usable = sv.usable
     get = sv.get
     for pg in range(1, sv.npages + 1):
@@ -78,11 +81,21 @@ def find_unreached(sv: Salvager) -> OrphanScan:
         source = "freelist" if pg in free_pages else "orphan"
         if hdr.page_type == PAGE_TABLE_LEAF:
             if hdr.cell_count:
+                digest = blake2b(page, digest_size=16).digest()
+                first = seen.setdefault(digest, pg)
+                if first != pg:
+                    # byte for byte another leaf's copy: the same rows again, nothing new
+                    claimed[pg] = "duplicate:%d" % first
+                    scan.duplicates += 1
+                    continue
                 scan.leaves[pg] = source
         elif hdr.page_type == PAGE_TABLE_INTERIOR:
             scan.interiors[pg] = source
         else:
             scan.index_pages[pg] = source
+    if scan.duplicates:
+        sv.problems.append(f"{scan.duplicates} orphan page(s) were exact copies of another page; "
+                           "their rows were read once")
     return scan
 
 

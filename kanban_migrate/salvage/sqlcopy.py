@@ -49,7 +49,7 @@ def verify_runs(sv: Salvager, path: str) -> None:
             ok = conn is not None and t.td is not None and not t.td.without_rowid and \
                 _same_table(conn, t)
             if ok:
-                sql = f"SELECT {_read_back_columns(t)} FROM main.{_q(t.name)} WHERE rowid >= ? ORDER BY rowid LIMIT ?"
+                sql = _read_back_sql(t)
             kept = []
             for run in t.rows.runs:
                 sv.check_time()
@@ -71,18 +71,24 @@ def verify_runs(sv: Salvager, path: str) -> None:
             conn.close()
 
 
-def _read_back_columns(t) -> str:
-    """rowid, each column that can hold text (fetched, so the driver checks its UTF-8), and the
+def _read_back_sql(t) -> str:
+    """One aggregate row per run: count, first and last rowid, rowid sum; every column that can
+    hold text concatenated (one string per column, which the driver decodes, refusing invalid
+    UTF-8; the ',' between values keeps a broken sequence at a value's edge broken); and the
     length of the last column in the record (reading it makes SQLite check the whole header)."""
     td = t.td
-    out = ["rowid"]
+    inner = ["rowid AS r"]
+    outer = ["count(*)", "min(r)", "max(r)", "sum(r)"]
     for i, c in enumerate(td.columns):
         if i != td.rowid_alias and c.affinity not in ("INTEGER", "REAL"):
-            out.append(_q(c.name))
+            inner.append(f"{_q(c.name)} AS c{i}")
+            outer.append(f"group_concat(c{i}, ',')")
     last = [ci for ci in td.record_order() if ci != td.rowid_alias]
     if last:
-        out.append(f"length({_q(td.columns[last[-1]].name)})")
-    return ", ".join(out)
+        inner.append(f"length({_q(td.columns[last[-1]].name)}) AS probe")
+        outer.append("max(probe)")
+    return (f"SELECT {', '.join(outer)} FROM (SELECT {', '.join(inner)} FROM main.{_q(t.name)} "
+            f"WHERE rowid >= ? ORDER BY rowid LIMIT ?)")
 
 
 def _same_table(conn, t) -> bool:
@@ -98,21 +104,13 @@ def _same_table(conn, t) -> bool:
 
 def _reads_back(conn, sql: str, run: Run) -> bool:
     """SQLite reads the run's rows as the walk did: the same count, first and last rowid and
-    rowid sum, every record whole, every text valid UTF-8 (fetched through the driver, which
-    refuses invalid UTF-8; such text is left to the Python decoder, which keeps it)."""
-    n = total = 0
-    last = None
+    rowid sum, every record whole, every text valid UTF-8 (text with invalid UTF-8 is left to
+    the Python decoder, which keeps it losslessly for the dump and replaces it on load)."""
     try:
-        cur = conn.execute(sql, (run.first, run.count))
-        while batch := cur.fetchmany(512):
-            if not n and batch[0][0] != run.first:
-                return False
-            n += len(batch)
-            total += sum(r[0] for r in batch)
-            last = batch[-1][0]
+        n, first, last, total, *_ = conn.execute(sql, (run.first, run.count)).fetchone()
     except (sqlite3.Error, OverflowError):
         return False
-    return n == run.count and last == run.last and total == run.total
+    return n == run.count and first == run.first and last == run.last and total == run.total
 
 
 def attach_source(conn: sqlite3.Connection, result: SalvageResult) -> bool:
