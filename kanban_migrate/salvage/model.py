@@ -290,8 +290,9 @@ class RowidSet:
 class TableSalvage:
     """One table's salvage. ``rows`` is a :class:`RowStream` (iterate it; ``len()`` works).
 
-    ``sound``: the whole table is in clean b-tree runs that SQLite itself read back, so
-    ``source_path`` can be read by SQLite (see ``salvage.sqlcopy.copy_sound_rows``)."""
+    ``sound``: the walk reached the whole tree and every row is in clean b-tree runs that
+    SQLite itself read back. Verified runs of any table can be copied by SQLite from
+    ``source_path`` (``salvage.sqlcopy.copy_sound_rows``); ``rows`` then yields the rest."""
 
     name: str
     columns: list[str]
@@ -314,7 +315,8 @@ class TableSalvage:
     def sound(self) -> bool:
         rows = self.rows
         return bool(rows is not None and rows.runs and all(r.verified for r in rows.runs)
-                    and not any(s.count for s in rows.ranked))
+                    and not any(s.count for s in rows.ranked)
+                    and not self.missing_subtrees and not self.unreadable_cells)
 
 
 @dataclass
