@@ -13,7 +13,6 @@ import sqlite3
 import sys
 from pathlib import Path
 
-import pytest
 
 from kanban_migrate.salvage import copy_sound_rows, salvage
 from kanban_migrate.salvage.model import SPOOL_BATCH, RowidSet, Segment, Spool

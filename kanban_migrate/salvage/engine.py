@@ -23,7 +23,7 @@ import time
 
 from . import orphans
 from .carve import carve_freeblocks
-from .fileformat import (MAGIC, DbHeader, cell_pointers, parse_page_header, pending_byte_page,
+from .fileformat import (DB_HEADER_SIZE, MAGIC, DbHeader, cell_pointers, parse_page_header, pending_byte_page,
                          ptrmap_pages, text_codec, text_decoder, walk_freelist)
 from .model import (IndexSalvage, LostRow, Row, SalvageResult, SchemaEntry, Spool, TableSalvage)
 from .shapes import ColumnCheck, TableShape, normalize_shapes
@@ -95,9 +95,9 @@ class _Probe:
         data = self.data
         self.header = None
         self.header_problems: list[str] = []
-        if len(data) >= 100:
+        if len(data) >= DB_HEADER_SIZE:
             try:
-                self.header = DbHeader.parse(bytes(data[:100]))
+                self.header = DbHeader.parse(bytes(data[:DB_HEADER_SIZE]))
                 self.header_problems = self.header.problems(len(data))
             except ERRORS:
                 self.header = None
@@ -139,7 +139,7 @@ class _Probe:
         if self.src.wal is not None and self.src.is_wal_page(1):
             # the committed page 1 in the WAL carries the current header (freelist, counts)
             try:
-                wal_hdr = DbHeader.parse(self.src.page(1)[:100])
+                wal_hdr = DbHeader.parse(self.src.page(1)[:DB_HEADER_SIZE])
                 if wal_hdr.page_size == ps and not [p for p in wal_hdr.problems() if "magic" not in p]:
                     self.header = wal_hdr
                     self.header_problems = wal_hdr.problems()

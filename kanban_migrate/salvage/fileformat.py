@@ -20,10 +20,12 @@ __all__ = [
     "record_serial_types", "pending_byte_page", "RecordError",
     "PAGE_TABLE_LEAF", "PAGE_TABLE_INTERIOR", "PAGE_INDEX_LEAF", "PAGE_INDEX_INTERIOR",
     "freeblocks", "BTREE_PAGE_TYPES", "PTRMAP_BTREE", "max_local", "record_end",
-    "decode_record_partial", "OVERFLOW_POINTER_SIZE",
+    "decode_record_partial", "OVERFLOW_POINTER_SIZE", "DB_HEADER_SIZE", "btree_header_offset",
+    "ptrmap_entry",
 ]
 
 MAGIC = b"SQLite format 3\x00"
+DB_HEADER_SIZE = 100             # page 1 starts with the database header, then its b-tree header
 
 PAGE_INDEX_INTERIOR = 2
 PAGE_TABLE_INTERIOR = 5
@@ -398,13 +400,18 @@ class PageHeader:
 _BTHDR = struct.Struct(">BHHHB")
 
 
+def btree_header_offset(pgno: int) -> int:
+    """Where a page's b-tree header starts: after the database header on page 1."""
+    return DB_HEADER_SIZE if pgno == 1 else 0
+
+
 def parse_page_header(page, pgno: int, usable: int, strict: bool = True) -> PageHeader | None:
     """Parse a b-tree page header; None if the page is not a plausible b-tree page.
 
     ``strict`` additionally requires the cell-content area and freeblock pointer to be
     consistent, which is how orphan pages are told apart from overflow or garbage pages.
     """
-    off = 100 if pgno == 1 else 0
+    off = btree_header_offset(pgno)
     if len(page) < off + 8:
         return None
     t, fb, n, cs, frag = _BTHDR.unpack_from(page, off)
@@ -600,6 +607,16 @@ def ptrmap_pages(page_count: int, usable: int, page_size: int) -> set[int]:
 
 def is_ptrmap_page(pgno: int, usable: int, page_size: int) -> bool:
     return pgno >= 2 and ptrmap_page_for(pgno, usable, page_size) == pgno
+
+
+_PTRMAP_ENTRY = struct.Struct(">BI")
+
+
+def ptrmap_entry(page, index: int, usable: int) -> tuple[int, int] | None:
+    """(type, parent) of the index-th entry of a pointer-map page; None past its end."""
+    if index < 0 or (index + 1) * _PTRMAP_ENTRY.size > usable:
+        return None
+    return _PTRMAP_ENTRY.unpack_from(page, index * _PTRMAP_ENTRY.size)
 
 
 def ptrmap_entries(page, usable: int, first_covered: int):

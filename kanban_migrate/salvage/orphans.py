@@ -14,12 +14,12 @@ from hashlib import blake2b
 from dataclasses import dataclass, field
 
 from .fileformat import (BTREE_PAGE_TYPES, PAGE_INDEX_INTERIOR, PAGE_TABLE_INTERIOR, PAGE_TABLE_LEAF,
-                         PTRMAP_BTREE, cell_pointers, parse_page_header, ptrmap_page_for)
+                         PTRMAP_BTREE, btree_header_offset, cell_pointers, parse_page_header,
+                         ptrmap_entry, ptrmap_page_for)
 from .shapes import SCHEMA_CAND, candidates, pick_candidate
 from .walk import Salvager, schema_rows_to_entries, setup_tables, walk_all
 
 _U32 = struct.Struct(">I")
-_PTRMAP_ENTRY = struct.Struct(">BI")
 _PTRMAP_DEPTH = 64      # parent links followed up to a page some walk claimed
 
 
@@ -73,7 +73,7 @@ def find_unreached(sv: Salvager) -> OrphanScan:
         page = get(pg)
         if page is None:
             continue
-        if page[100 if pg == 1 else 0] not in BTREE_PAGE_TYPES:
+        if page[btree_header_offset(pg)] not in BTREE_PAGE_TYPES:
             continue
         hdr = parse_page_header(page, pg, usable, strict=True)
         if hdr is None:
@@ -141,10 +141,10 @@ def _ptrmap_owner(sv: Salvager, pg: int) -> str | None:
         page = sv.get(mp)
         if page is None:
             return None
-        i = cur - mp - 1
-        if i < 0 or (i + 1) * _PTRMAP_ENTRY.size > sv.usable:
+        entry = ptrmap_entry(page, cur - mp - 1, sv.usable)
+        if entry is None:
             return None
-        typ, par = _PTRMAP_ENTRY.unpack_from(page, i * _PTRMAP_ENTRY.size)
+        typ, par = entry
         if typ != PTRMAP_BTREE or par == 0:
             return None
         owner = sv.claimed.get(par)

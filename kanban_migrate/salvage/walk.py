@@ -579,12 +579,12 @@ class Salvager:
             ptrs = ()
         kids = []
         prev = lo
-        floor = hdr.header_offset + 12 + 2 * hdr.cell_count
+        floor = hdr.header_offset + hdr.header_size + 2 * hdr.cell_count
         lost_from = False     # after an unreadable cell: the lower bound of its rowids
         if len(ptrs) != hdr.cell_count:
             lost_from = lo
         for ptr in ptrs:
-            if ptr < floor or ptr + 5 > usable:
+            if ptr < floor or ptr + _U32.size + 1 > usable:   # child page number, then its key
                 if lost_from is False:
                     lost_from = prev
                 if counters is not None:
