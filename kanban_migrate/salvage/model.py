@@ -193,10 +193,6 @@ class Run:
     def total(self) -> int:
         return sum(leaf[4] for leaf in self.leaves)
 
-    def split(self) -> list["Run"]:
-        """One run per leaf (to find which page SQLite reads differently)."""
-        return [Run([leaf]) for leaf in self.leaves]
-
 
 class RowStream:
     """The rows of one table: its clean runs (decoded from the file on demand), then rows

@@ -167,20 +167,39 @@ def decode_leaf(sv: Salvager, pg: int):
     return recs, bad, broken, local
 
 
-def _is_schema_page(recs) -> bool:
-    """A majority of the records look like sqlite_schema rows."""
-    score = SCHEMA_CAND.score
+def _schema_like(v) -> bool:
+    return len(v) == 5 and SCHEMA_CAND.score(v) >= 1 and \
+        (v[4] is None or (isinstance(v[4], str) and v[4].lstrip()[:6].upper() == "CREATE"))
+
+
+def _is_schema_page(records, n: int) -> bool:
+    """A majority of the ``n`` records look like sqlite_schema rows; ``records`` may stop early
+    and yields None for a record it cannot read on its own (the caller then decodes the page)."""
     good = 0
-    misses_left = (len(recs) - 1) // 2     # more misses than this: not a majority
-    for _r, v in recs:
-        if len(v) == 5 and score(v) >= 1 and \
-                (v[4] is None or (isinstance(v[4], str) and v[4].lstrip()[:6].upper() == "CREATE")):
+    misses_left = (n - 1) // 2     # more misses than this: not a majority
+    for v in records:
+        if v is None:
+            return None
+        if _schema_like(v):
             good += 1
         else:
             misses_left -= 1
             if misses_left < 0:
                 break
-    return good * 2 > len(recs)
+    return good * 2 > n
+
+
+def _looks_like_schema_page(sv: Salvager, pg: int) -> bool:
+    """Decide from the leaf's records one by one, stopping once the majority is decided."""
+    page = sv.get(pg)
+    hdr = parse_page_header(page, pg, sv.usable, strict=True) if page is not None else None
+    if hdr is None or not hdr.cell_count:
+        return False
+    quick = _is_schema_page((sv.record_at(page, hdr, i) for i in range(hdr.cell_count)), hdr.cell_count)
+    if quick is not None:
+        return quick
+    got = decode_leaf(sv, pg)              # a record in overflow, or unreadable on its own
+    return got is not None and bool(got[0]) and _is_schema_page((v for _r, v in got[0]), len(got[0]))
 
 
 def stale_page(sv: Salvager, pg: int, table: str | None) -> None:
@@ -197,8 +216,7 @@ def recover_schema(sv: Salvager, scan: OrphanScan) -> None:
         if source != "orphan":
             continue
         sv.check_time()
-        got = decode_leaf(sv, pg)
-        if got is not None and got[0] and _is_schema_page(got[0]):
+        if _looks_like_schema_page(sv, pg):
             schema_pages.append(pg)
     if not schema_pages:
         return

@@ -50,25 +50,42 @@ def verify_runs(sv: Salvager, path: str) -> None:
                 _same_table(conn, t)
             if ok:
                 sql = _read_back_sql(t)
-            kept = []
+            kept: list[Run] = []
             for run in t.rows.runs:
                 sv.check_time()
-                if ok and _reads_back(conn, sql, run):
-                    run.verified = True
-                    kept.append(run)
-                    continue
-                for leaf in run.split() if ok and len(run.leaves) > 1 else [run]:
-                    if ok and _reads_back(conn, sql, leaf):
-                        leaf.verified = True
-                        kept.append(leaf)
-                    else:
-                        sv.decode_run(t, leaf)
+                if ok:
+                    _settle(conn, sql, run, kept, sv, t)
+                else:
+                    sv.decode_run(t, run)
             t.rows.runs[:] = kept
             if ok:
                 t.out.source_path = path
     finally:
         if conn is not None:
             conn.close()
+
+
+def _settle(conn, sql: str, run: Run, kept: list[Run], sv: Salvager, t) -> None:
+    """Verify ``run``; if SQLite reads it differently, verify it leaf by leaf: the leaves it
+    cannot read are decoded by Python, the others kept as verified runs, merged again where no
+    such leaf lies between them."""
+    if _reads_back(conn, sql, run):
+        run.verified = True
+        kept.append(run)
+        return
+    adjacent = False            # the last kept run ends right before this leaf
+    for leaf in run.leaves:
+        part = Run([leaf])
+        if _reads_back(conn, sql, part):
+            if adjacent:
+                kept[-1].leaves.append(leaf)
+            else:
+                part.verified = True
+                kept.append(part)
+            adjacent = True
+        else:
+            sv.decode_run(t, part)
+            adjacent = False
 
 
 def _read_back_sql(t) -> str:

@@ -22,7 +22,7 @@ from .shapes import SCHEMA_CAND, SCHEMA_TYPES, Candidate, candidate_from_tablede
 from .sqlschema import NO_DEFAULT, TableDef, parse_create_table
 
 _U32 = struct.Struct(">I")
-RUN_PAGES = 32       # leaves per run: what one damaged page sends back to the Python decoder
+RUN_PAGES = 256      # leaves per run at most (a run SQLite reads differently is retried leaf by leaf)
 ERRORS = (IndexError, ValueError, struct.error, RecordError, TypeError, OverflowError)
 
 
