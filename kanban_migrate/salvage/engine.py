@@ -62,7 +62,7 @@ def _guess_page_size(data, wal: WalIndex | None) -> tuple[int, list[str]]:
                     ptrs = cell_pointers(page, h)
                 except struct.error:
                     continue
-                if all(h.content_start <= x < ps for x in ptrs):
+                if ptrs and h.content_start <= min(ptrs) and max(ptrs) < ps:
                     hits += 1
         scores[ps] = hits * step
     if scores:

@@ -21,7 +21,7 @@ __all__ = [
     "PAGE_TABLE_LEAF", "PAGE_TABLE_INTERIOR", "PAGE_INDEX_LEAF", "PAGE_INDEX_INTERIOR",
     "freeblocks", "BTREE_PAGE_TYPES", "PTRMAP_BTREE", "max_local", "record_end",
     "decode_record_partial", "OVERFLOW_POINTER_SIZE", "DB_HEADER_SIZE", "btree_header_offset",
-    "ptrmap_entry",
+    "ptrmap_entry", "serial_type_of_text",
 ]
 
 MAGIC = b"SQLite format 3\x00"
@@ -188,6 +188,11 @@ def serial_type_size(t: int) -> int:
     if t >= 12:
         return (t - 12) >> 1
     return _FIXED_SIZES[t]
+
+
+def serial_type_of_text(encoded: bytes) -> int:
+    """The serial type a record header gives a text value of these encoded bytes."""
+    return 13 + 2 * len(encoded)
 
 
 # --------------------------------------------------------------------------- records

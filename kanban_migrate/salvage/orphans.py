@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 from .fileformat import (BTREE_PAGE_TYPES, PAGE_INDEX_INTERIOR, PAGE_TABLE_INTERIOR, PAGE_TABLE_LEAF,
                          PTRMAP_BTREE, btree_header_offset, cell_pointers, parse_page_header,
-                         ptrmap_entry, ptrmap_page_for)
-from .shapes import SCHEMA_CAND, candidates, pick_candidate
+                         ptrmap_entry, ptrmap_page_for, serial_type_of_text)
+from .shapes import SCHEMA_CAND, SCHEMA_TYPES, candidates, pick_candidate
 from .walk import Salvager, schema_rows_to_entries, setup_tables, walk_all
 
 _U32 = struct.Struct(">I")
@@ -195,7 +195,15 @@ def _looks_like_schema_page(sv: Salvager, pg: int) -> bool:
     hdr = parse_page_header(page, pg, sv.usable, strict=True) if page is not None else None
     if hdr is None or not hdr.cell_count:
         return False
-    quick = _is_schema_page((sv.record_at(page, hdr, i) for i in range(hdr.cell_count)), hdr.cell_count)
+    # a schema row starts with its type ('table', 'index', ...) as text: other first serial types
+    # are misses without decoding the record
+    types = {serial_type_of_text(t.encode(sv.enc)) for t in SCHEMA_TYPES}
+
+    def records():
+        for i in range(hdr.cell_count):
+            first = sv.first_serial_type(page, hdr, i)
+            yield () if first is not None and first not in types else sv.record_at(page, hdr, i)
+    quick = _is_schema_page(records(), hdr.cell_count)
     if quick is not None:
         return quick
     got = decode_leaf(sv, pg)              # a record in overflow, or unreadable on its own

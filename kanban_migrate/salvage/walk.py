@@ -370,6 +370,18 @@ class Salvager:
         except ERRORS:
             return None
 
+    def first_serial_type(self, page, hdr: PageHeader, i: int) -> int | None:
+        """The serial type of the first value of the i-th record of a table leaf, read from its
+        header alone (a cheap look before decoding); None where unreadable."""
+        try:
+            ptr = cell_pointers(page, hdr)[i]
+            _plen, p = read_varint(page, ptr)
+            _rowid, p = read_varint(page, p)
+            _hlen, p = read_varint(page, p)
+            return read_varint(page, p)[0]
+        except ERRORS:
+            return None
+
     def count_cells(self, page, hdr: PageHeader) -> tuple[int, int]:
         """(cells whose pointer is in bounds, cells whose pointer is not)."""
         try:
