@@ -6,7 +6,8 @@
 - **header**: pointer-map pages and the freelist;
 - **schema**: sqlite_schema walked from page 1, a table (with its candidate shape) per entry;
 - **b-tree walk**: each table's b-tree, read structurally; clean leaves are kept as runs;
-- **sqlite check**: SQLite itself reads each clean run back (it can copy those later);
+- **sqlite check**: SQLite itself reads each clean run back, in a thread beside the walk (it
+  can copy those runs later);
 - **orphan scan**: pages no walk reached, given back to their tables (``orphans``);
 - **carving**: deleted rows in freeblocks (``include_freelist`` only, ``carve``);
 - **assembly**: the result, whose row streams decode or read spooled rows on demand.
@@ -27,7 +28,7 @@ from .fileformat import (DB_HEADER_SIZE, MAGIC, DbHeader, cell_pointers, parse_p
                          ptrmap_pages, text_codec, text_decoder, walk_freelist)
 from .model import (IndexSalvage, LostRow, Row, SalvageResult, SchemaEntry, Spool, TableSalvage)
 from .shapes import ColumnCheck, TableShape, normalize_shapes
-from .sqlcopy import verify_runs
+from .sqlcopy import ReadBack
 from .walk import ERRORS, Salvager, Timeout, read_schema, setup_tables, walk_all
 from .wal import PageSource, WalIndex, WalSummary, open_db_file, read_wal
 
@@ -171,8 +172,9 @@ def phase_schema(sv: Salvager) -> None:
     setup_tables(sv, sv.schema)
 
 
-def phase_walk(sv: Salvager) -> None:
-    walk_all(sv, sv.schema)
+def phase_walk(sv: Salvager, read_back: ReadBack) -> None:
+    """Every table's b-tree; SQLite reads back each table's clean runs as its walk ends."""
+    walk_all(sv, sv.schema, after=read_back.submit)
 
 
 def salvage(db_path, wal_path=None, *, include_freelist: bool = False, time_limit: float = 60.0,
@@ -204,20 +206,25 @@ def salvage(db_path, wal_path=None, *, include_freelist: bool = False, time_limi
     sv.claimed[pending_byte_page(probe.page_size)] = "pending-byte"
     problems = list(probe.problems)
 
-    phases = [("header", phase_header), ("schema", phase_schema), ("b-tree walk", phase_walk),
-              ("sqlite check", lambda s: verify_runs(s, db_path)), ("orphan scan", orphans.run)]
+    read_back = ReadBack(sv, db_path)
+    phases = [("header", phase_header), ("schema", phase_schema),
+              ("b-tree walk", lambda s: phase_walk(s, read_back)),
+              ("sqlite check", lambda s: read_back.finish()), ("orphan scan", orphans.run)]
     if include_freelist:
         phases.append(("freeblock carving", carve_freeblocks))
-    for phase, fn in phases:
-        try:
-            fn(sv)
-        except Timeout:
-            problems.append(f"time limit of {time_limit}s reached during {phase}; result is partial")
-            break
-        except RecursionError:
-            problems.append(f"recursion limit reached during {phase}; result is partial")
-        except Exception as e:   # garbage must never take the whole salvage down
-            problems.append(f"{phase} stopped by {type(e).__name__}: {e}; result is partial")
+    try:
+        for phase, fn in phases:
+            try:
+                fn(sv)
+            except Timeout:
+                problems.append(f"time limit of {time_limit}s reached during {phase}; result is partial")
+                break
+            except RecursionError:
+                problems.append(f"recursion limit reached during {phase}; result is partial")
+            except Exception as e:   # garbage must never take the whole salvage down
+                problems.append(f"{phase} stopped by {type(e).__name__}: {e}; result is partial")
+    finally:
+        read_back.close()
     return _assemble(sv, probe, db_path, problems, t0)
 
 

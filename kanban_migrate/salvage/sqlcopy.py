@@ -3,7 +3,7 @@
 The walk keeps runs of consecutive clean leaves (``model.Run``: first rowid, cell count). SQLite
 reads one run with ``WHERE rowid >= first ORDER BY rowid LIMIT count``: it seeks down the
 interior pages our walk read, scans exactly those leaves and stops before the next page, so a
-damaged page beside the run is never touched. :func:`verify_runs` checks that SQLite reads
+damaged page beside the run is never touched. :class:`ReadBack` checks that SQLite reads
 each run as the walk did (count, first and last rowid, rowid sum, every record whole, every
 text valid UTF-8); :func:`copy_sound_rows` then copies verified runs into another database with
 ``INSERT … SELECT``, and the table's row stream skips what was copied. Files SQLite cannot open,
@@ -11,7 +11,10 @@ WAL overlays and non-UTF-8 files keep the pure-Python path.
 """
 from __future__ import annotations
 
+import queue
 import sqlite3
+import threading
+import time
 from urllib.parse import quote as _urlquote
 
 from .model import Run, SalvageResult, TableSalvage
@@ -29,46 +32,88 @@ def source_uri(path: str) -> str:
     return "file:" + _urlquote(path) + "?mode=ro&immutable=1"
 
 
-def verify_runs(sv: Salvager, path: str) -> None:
-    """Phase: have SQLite read every clean run; a run it reads differently is decoded now."""
-    tables = [t for t in sv.tables.values() if t.rows.runs]
-    if not tables:
-        return
-    usable_by_sqlite = sv.src.wal is None and sv.enc == "utf-8"
-    conn = None
-    if usable_by_sqlite:
+class ReadBack:
+    """Phase helper: SQLite reads back each table's clean runs in a worker thread as soon as the
+    table's walk ends, while the walk goes on with the next table (SQLite releases the GIL while
+    it reads, so its C work overlaps the Python walk). :meth:`finish` applies the results in the
+    calling thread: runs SQLite read as the walk did are marked verified, the leaves it could
+    not read are decoded by Python. Without a usable SQLite view of the file (a WAL overlay, a
+    non-UTF-8 file, a file SQLite cannot open) every run is decoded by Python."""
+
+    def __init__(self, sv: Salvager, path: str):
+        self.sv = sv
+        self.path = path
+        self.submitted: list = []
+        self.results: dict[str, tuple] = {}
+        self.queue: queue.Queue = queue.Queue()
+        self.thread = None
+        if sv.src.wal is None and sv.enc == "utf-8":
+            self.thread = threading.Thread(target=self._work, name="salvage-read-back", daemon=True)
+            self.thread.start()
+
+    def submit(self, t) -> None:
+        if t.rows.runs:
+            self.submitted.append(t)
+            if self.thread is not None:
+                self.queue.put(t)
+
+    def _work(self) -> None:
+        conn = None
         try:
-            conn = sqlite3.connect(source_uri(path), uri=True, isolation_level=None)
+            conn = sqlite3.connect(source_uri(self.path), uri=True, isolation_level=None)
             conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()
         except sqlite3.Error:
             if conn is not None:
                 conn.close()
             conn = None
-    try:
-        for t in tables:
-            ok = conn is not None and t.td is not None and not t.td.without_rowid and \
-                _same_table(conn, t)
-            if ok:
+        deadline = self.sv.deadline
+        try:
+            while (t := self.queue.get()) is not None:
+                if conn is None or t.td is None or t.td.without_rowid or not _same_table(conn, t):
+                    continue
                 sql = _read_back_sql(t)
-            kept: list[Run] = []
-            for run in t.rows.runs:
-                sv.check_time()
-                if ok:
-                    _settle(conn, sql, run, kept, sv, t)
-                else:
+                kept: list[Run] = []
+                failed: list[Run] = []
+                runs = list(t.rows.runs)
+                for i, run in enumerate(runs):
+                    if time.monotonic() > deadline:
+                        kept.extend(runs[i:])        # left unverified: decoded when iterated
+                        break
+                    _settle(conn, sql, run, kept, failed)
+                self.results[t.name] = (kept, failed)
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def close(self) -> None:
+        if self.thread is not None:
+            self.queue.put(None)
+            self.thread.join()
+            self.thread = None
+
+    def finish(self) -> None:
+        self.close()
+        sv = self.sv
+        for t in self.submitted:
+            got = self.results.get(t.name)
+            if got is None:
+                for run in t.rows.runs:
+                    sv.check_time()
                     sv.decode_run(t, run)
+                t.rows.runs[:] = []
+                continue
+            kept, failed = got
+            for run in failed:
+                sv.check_time()
+                sv.decode_run(t, run)
             t.rows.runs[:] = kept
-            if ok:
-                t.out.source_path = path
-    finally:
-        if conn is not None:
-            conn.close()
+            t.out.source_path = self.path
 
 
-def _settle(conn, sql: str, run: Run, kept: list[Run], sv: Salvager, t) -> None:
+def _settle(conn, sql: str, run: Run, kept: list[Run], failed: list[Run]) -> None:
     """Verify ``run``; if SQLite reads it differently, verify it leaf by leaf: the leaves it
-    cannot read are decoded by Python, the others kept as verified runs, merged again where no
-    such leaf lies between them."""
+    cannot read go to ``failed``, the others are kept as verified runs, merged again where no
+    failed leaf lies between them."""
     if _reads_back(conn, sql, run):
         run.verified = True
         kept.append(run)
@@ -84,7 +129,7 @@ def _settle(conn, sql: str, run: Run, kept: list[Run], sv: Salvager, t) -> None:
                 kept.append(part)
             adjacent = True
         else:
-            sv.decode_run(t, part)
+            failed.append(part)
             adjacent = False
 
 

@@ -775,8 +775,9 @@ def setup_tables(sv: Salvager, entries) -> None:
             sv.indexes[e.name] = IndexSalvage(e.name, e.tbl_name, e.rootpage)
 
 
-def walk_all(sv: Salvager, entries) -> None:
-    """Walk the b-tree of every table and index in ``entries``, each root once."""
+def walk_all(sv: Salvager, entries, after: Callable | None = None) -> None:
+    """Walk the b-tree of every table and index in ``entries``, each root once; ``after(table)``
+    once each rowid table's walk has ended."""
     roots_done: set[int] = set()
     for e in entries:
         if not e.rootpage or e.rootpage in roots_done:
@@ -794,6 +795,8 @@ def walk_all(sv: Salvager, entries) -> None:
                 sv.walk_index(e.rootpage, "table:" + e.name, True, on_records, t.out)
             else:
                 sv.walk_table(e.rootpage, "table:" + e.name, t.cand, e.name, t.out, table=t)
+                if after is not None:
+                    after(t)
         elif e.type == "index" and e.name in sv.indexes:
             roots_done.add(e.rootpage)
             sv.walk_index(e.rootpage, "index:" + e.name, False, None, sv.indexes[e.name])
