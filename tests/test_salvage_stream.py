@@ -11,7 +11,10 @@ import os
 import random
 import sqlite3
 import sys
+import threading
 from pathlib import Path
+
+import pytest
 
 
 from kanban_migrate.salvage import copy_sound_rows, salvage
@@ -166,3 +169,15 @@ def test_spool_batches_keep_order_and_leave_nothing_behind(tmp_path):
     assert list(seg) == items and list(seg) == items and len(seg) == len(items)
     assert os.listdir(tmp_path) == []       # an anonymous file: nothing to clean up, even after a crash
     spool.close()
+
+
+@pytest.mark.parametrize("time_limit", [0.0, 60.0])
+def test_read_back_thread_never_outlives_the_salvage(tmp_path, time_limit):
+    path = tmp_path / "b.db"
+    _board(path, rows=800)
+    with salvage(path, time_limit=time_limit) as res:
+        assert not [t for t in threading.enumerate() if t.name == "salvage-read-back"]
+        if time_limit:
+            assert res.tables["notes"].sound
+        else:
+            assert res.timed_out
