@@ -108,9 +108,10 @@ class Segment:
         self._make = make
 
     def append(self, item: tuple) -> None:
-        self._buf.append(item)
+        buf = self._buf
+        buf.append(item)
         self.count += 1
-        if len(self._buf) >= SPOOL_BATCH:
+        if len(buf) >= SPOOL_BATCH:
             data = marshal.dumps(self._buf)
             self._batches.append((self._spool.write(data), len(data)))
             self._buf = []

@@ -199,10 +199,15 @@ def _looks_like_schema_page(sv: Salvager, pg: int) -> bool:
     # are misses without decoding the record
     types = {serial_type_of_text(t.encode(sv.enc)) for t in SCHEMA_TYPES}
 
+    try:
+        ptrs = cell_pointers(page, hdr)
+    except struct.error:
+        return False
+
     def records():
-        for i in range(hdr.cell_count):
-            first = sv.first_serial_type(page, hdr, i)
-            yield () if first is not None and first not in types else sv.record_at(page, hdr, i)
+        for ptr in ptrs:
+            first = sv.first_serial_type(page, ptr)
+            yield () if first is not None and first not in types else sv.record_at_cell(page, ptr)
     quick = _is_schema_page(records(), hdr.cell_count)
     if quick is not None:
         return quick
@@ -320,6 +325,21 @@ def _open_ended(sv: Salvager, cands) -> set[str]:
     return out
 
 
+def _group_fit(cand, recs):
+    """The candidate already chosen for another page under the same orphan interior, if the
+    schema knows its table and it fits every sampled record: ``pick_candidate`` would choose it
+    again (no other table can fit more records, and the group's table ranks first among those
+    fitting as many), so the page is not scored against every candidate."""
+    if cand is None or cand.td is None:
+        return None
+    sample = recs if len(recs) <= 12 else recs[:6] + recs[-6:]
+    score = cand.score
+    for _rowid, vals in sample:
+        if score(vals) < 0:
+            return None
+    return cand
+
+
 def place_table_leaves(sv: Salvager, scan: OrphanScan) -> None:
     """Give each orphan table leaf to a table: the pointer map's owner if it fits, else the
     best-fitting candidate; pages with structural evidence first, freelist pages last."""
@@ -327,6 +347,7 @@ def place_table_leaves(sv: Salvager, scan: OrphanScan) -> None:
     complete = {name for name in sv.tables if "table:" + name in sv.complete}
     open_ended = _open_ended(sv, cands)
     group_table: dict[int, str] = {}
+    group_cand: dict[int, object] = {}
     claimed = sv.claimed
     order = sorted(scan.leaves, key=lambda p: (p not in scan.ptr_owner, scan.leaves[p] == "freelist", p))
     for pg in order:
@@ -345,6 +366,8 @@ def place_table_leaves(sv: Salvager, scan: OrphanScan) -> None:
             if sum(1 for _r, v in recs if c.score(v) >= 0) * 2 >= len(recs):
                 cand = c
         if cand is None:
+            cand = _group_fit(group_cand.get(grp), recs)
+        if cand is None:
             cand, stale_tie = pick_candidate(sv.missing, cands, recs, group_table.get(grp), complete, open_ended)
         if cand is None and stale_tie and source == "orphan":
             # as good a match for several tables, all read completely: stale either way
@@ -362,6 +385,7 @@ def place_table_leaves(sv: Salvager, scan: OrphanScan) -> None:
                 claimed[pg] = "orphan-unmatched"
             continue
         group_table.setdefault(grp, cand.table)
+        group_cand.setdefault(grp, cand)
         if cand.table in complete and source == "orphan":
             # every live leaf of this table was reached by its walk: this page was freed and
             # kept its old cells (a freelist the file no longer lists, e.g. a garbage trunk)
@@ -383,15 +407,17 @@ def place_table_leaves(sv: Salvager, scan: OrphanScan) -> None:
         fin = t.finalizer_for(cand)
         src_name = "freelist" if source == "freelist" else "orphan"
         score = cand.score
-        rowids = None if cand.without_rowid else t.rowids
+        add_rowid = None if cand.without_rowid else t.rowids.add
+        placed = []
         for rowid, vals in recs:
             if score(vals) < 0:
                 sv.lost.add(pg, rowid, vals, source, "record does not fit its page's table", cand.table)
                 continue
             # the first row seen for a rowid wins (b-tree rows were added first)
-            if rowids is None:
-                t.add(None, fin(vals, rowid), src_name, pg)
-            elif rowids.add(rowid):
-                t.add(rowid, fin(vals, rowid), src_name, pg)
+            if add_rowid is None:
+                placed.append((None, fin(vals, rowid), src_name, pg))
+            elif add_rowid(rowid):
+                placed.append((rowid, fin(vals, rowid), src_name, pg))
+        t.extend(placed, src_name)
         for rowid, vals, why in broken or ():
             sv.lost.add(pg, rowid, vals, source, why, cand.table)

@@ -16,7 +16,7 @@ from .fileformat import (OVERFLOW_POINTER_SIZE, PAGE_INDEX_INTERIOR, PAGE_TABLE_
                          PageHeader, RecordError, cell_pointers, decode_record, decode_record_partial,
                          local_payload_size, max_local, parse_page_header, read_overflow, read_varint,
                          read_varint_signed, record_end)
-from .model import (IndexSalvage, LostRows, Row, RowidSet, RowStream, Run, SchemaEntry, Spool,
+from .model import (RANK, IndexSalvage, LostRows, Row, RowidSet, RowStream, Run, SchemaEntry, Spool,
                     TableSalvage, _tnew)
 from .shapes import SCHEMA_CAND, SCHEMA_TYPES, Candidate, candidate_from_tabledef
 from .sqlschema import NO_DEFAULT, TableDef, parse_create_table
@@ -78,6 +78,18 @@ class Table:
                 return tuple(out)
             self.fin_cache[id(cand)] = f
         return f
+
+    def extend(self, rows: list[tuple], source: str) -> None:
+        """Add rows (rowid, values, source, page) of one source, all known to be new."""
+        append = self.rows.ranked[RANK.get(source, 2)].append
+        for row in rows:
+            append(row)
+        if source == "orphan":
+            self.out.orphan_rows += len(rows)
+        elif source == "freelist":
+            self.out.freelist_rows += len(rows)
+        elif source == "freeblock":
+            self.out.freeblock_rows += len(rows)
 
     def add(self, rowid, values, source: str, page: int) -> None:
         """Add a row already known to be new (rowid deduplication is the caller's)."""
@@ -361,7 +373,13 @@ class Salvager:
         """The i-th record of a table leaf (for telling whose leaf it is); None where unreadable
         or stored in overflow."""
         try:
-            ptr = cell_pointers(page, hdr)[i]
+            return self.record_at_cell(page, cell_pointers(page, hdr)[i])
+        except ERRORS:
+            return None
+
+    def record_at_cell(self, page, ptr: int):
+        """The record of the table-leaf cell at ``ptr``; None where unreadable or in overflow."""
+        try:
             plen, p = read_varint(page, ptr)
             _rowid, p = read_varint(page, p)
             if plen > max_local(self.usable, True):
@@ -370,11 +388,11 @@ class Salvager:
         except ERRORS:
             return None
 
-    def first_serial_type(self, page, hdr: PageHeader, i: int) -> int | None:
-        """The serial type of the first value of the i-th record of a table leaf, read from its
-        header alone (a cheap look before decoding); None where unreadable."""
+    @staticmethod
+    def first_serial_type(page, ptr: int) -> int | None:
+        """The serial type of the first value of the record of the table-leaf cell at ``ptr``,
+        read from its header alone (a cheap look before decoding); None where unreadable."""
         try:
-            ptr = cell_pointers(page, hdr)[i]
             _plen, p = read_varint(page, ptr)
             _rowid, p = read_varint(page, p)
             _hlen, p = read_varint(page, p)
