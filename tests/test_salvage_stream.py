@@ -181,3 +181,30 @@ def test_read_back_thread_never_outlives_the_salvage(tmp_path, time_limit):
             assert res.tables["notes"].sound
         else:
             assert res.timed_out
+
+
+def test_recover_lets_sqlite_copy_the_sound_runs(tmp_path, monkeypatch):
+    """Through recover's load step: most rows are copied by SQLite, the rest streamed, and the
+    rebuilt board holds every surviving row once."""
+    import kanban_migrate.salvage as salvage_pkg
+    from kanban_migrate import fixtures, recover
+
+    board = tmp_path / "kanban.db"
+    fixtures.create(board, "v7", tasks=300, seed=4, journal_mode="delete")
+    truth = {r[0] for r in sqlite3.connect(board).execute("SELECT id FROM task_events")}
+    victim = C.leaf_pages(board, "task_events")[1]
+    with salvage(board) as res:
+        destroyed = {r.rowid for r in res.tables["task_events"].rows if r.page == victim}
+    C.write_page(board, victim, random.Random(8).randbytes(C.page_size(board)))
+    copied: dict[str, int] = {}
+    real = salvage_pkg.copy_sound_rows
+
+    def spy(result, table, *args, **kwargs):
+        copied[table] = real(result, table, *args, **kwargs)
+        return copied[table]
+    monkeypatch.setattr(salvage_pkg, "copy_sound_rows", spy)
+    out = tmp_path / "out.db"
+    recover(board, output=out)
+    got = [r[0] for r in sqlite3.connect(out).execute("SELECT id FROM task_events")]
+    assert sorted(got) == sorted(truth - destroyed)
+    assert copied["task_events"] == len(got) and copied["tasks"] == 300

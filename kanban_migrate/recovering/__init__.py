@@ -22,8 +22,8 @@ import os
 import shutil
 import sqlite3
 import time
-from itertools import islice
 from dataclasses import asdict, dataclass, field
+from itertools import islice
 from pathlib import Path
 
 from ..backup import fsync_dir, sha256_file
