@@ -208,3 +208,28 @@ def test_recover_lets_sqlite_copy_the_sound_runs(tmp_path, monkeypatch):
     got = [r[0] for r in sqlite3.connect(out).execute("SELECT id FROM task_events")]
     assert sorted(got) == sorted(truth - destroyed)
     assert copied["task_events"] == len(got) and copied["tasks"] == 300
+
+
+def test_orphan_steps_one_by_one(tmp_path):
+    """The phases run on their own over one state: a zeroed interior page leaves its leaves
+    unreached, the orphan steps find them, group them and give their rows back."""
+    from kanban_migrate.salvage import engine, orphans
+    from kanban_migrate.salvage.walk import walk_all
+
+    path = tmp_path / "b.db"
+    truth = _board(path, rows=6000)
+    pages = C.btree_pages(path, C.root_of(path, "notes"))
+    interior = next(p for p, kind in sorted(pages.items()) if kind == 0x05 and p != C.root_of(path, "notes"))
+    C.write_page(path, interior, b"")
+    sv, _probe = engine.open_state(str(path), False)
+    engine.phase_header(sv)
+    engine.phase_schema(sv)
+    walk_all(sv, sv.schema)
+    t = sv.tables["notes"]
+    assert t.out.missing_subtrees == 1 and "table:notes" not in sv.complete
+    scan = orphans.find_unreached(sv)
+    assert scan.leaves and set(scan.leaves.values()) == {"orphan"}
+    orphans.group_by_interiors(sv, scan)
+    orphans.place_table_leaves(sv, scan)
+    assert t.out.orphan_rows > 0 and all(pg in sv.claimed for pg in scan.leaves)
+    assert {r.rowid: r.values for r in t.rows} == truth

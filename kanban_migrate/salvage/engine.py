@@ -177,6 +177,23 @@ def phase_walk(sv: Salvager, read_back: ReadBack) -> None:
     walk_all(sv, sv.schema, after=read_back.submit)
 
 
+def open_state(db_path: str, wal_path=None, *, include_freelist: bool = False, time_limit: float = 60.0,
+               shapes=None, workdir=None) -> tuple[Salvager, _Probe]:
+    """The probe phase: the state object every later phase works on (each phase can be run on
+    its own from here, as the tests do)."""
+    deadline = time.monotonic() + max(0.0, float(time_limit))
+    probe = _Probe(db_path, wal_path)
+    dec = text_decoder(probe.encoding)
+    enc, errors = text_codec(probe.encoding)
+    sv = Salvager(probe.src, dec, deadline, include_freelist, enc, errors, Spool(workdir))
+    sv.header = probe.header
+    sv.header_trusted = probe.header is not None and probe.header.page_size_valid and \
+        probe.header.page_size == probe.page_size
+    sv.shape_map = normalize_shapes(shapes)
+    sv.claimed[pending_byte_page(probe.page_size)] = "pending-byte"
+    return sv, probe
+
+
 def salvage(db_path, wal_path=None, *, include_freelist: bool = False, time_limit: float = 60.0,
             shapes=None, workdir=None) -> SalvageResult:
     """Read every row that can be read from ``db_path`` (and its WAL).
@@ -192,18 +209,9 @@ def salvage(db_path, wal_path=None, *, include_freelist: bool = False, time_limi
     ``result.close()``. Only an unopenable ``db_path`` raises (OSError).
     """
     t0 = time.monotonic()
-    deadline = t0 + max(0.0, float(time_limit))
     db_path = os.fspath(db_path)
-    probe = _Probe(db_path, wal_path)
-    dec = text_decoder(probe.encoding)
-    enc, errors = text_codec(probe.encoding)
-    spool = Spool(workdir)
-    sv = Salvager(probe.src, dec, deadline, include_freelist, enc, errors, spool)
-    sv.header = probe.header
-    sv.header_trusted = probe.header is not None and probe.header.page_size_valid and \
-        probe.header.page_size == probe.page_size
-    sv.shape_map = normalize_shapes(shapes)
-    sv.claimed[pending_byte_page(probe.page_size)] = "pending-byte"
+    sv, probe = open_state(db_path, wal_path, include_freelist=include_freelist, time_limit=time_limit,
+                           shapes=shapes, workdir=workdir)
     problems = list(probe.problems)
 
     read_back = ReadBack(sv, db_path)
