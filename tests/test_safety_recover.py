@@ -525,7 +525,7 @@ def test_partial_rows_are_listed():
     rows = iter([PartialRow((1, ("t_0001", "half a bo")))])
     table = SimpleNamespace(columns=["id", "body"], rows=rows, sql="CREATE TABLE notes(id TEXT, body TEXT)",
                             shape=None, rowid_alias=None, without_rowid=False, unreadable_cells=0, orphan_rows=0,
-                            missing_subtrees=0, freelist_rows=0, freeblock_rows=0)
+                            missing_subtrees=0, freelist_rows=0, freeblock_rows=0, source_path=None)
     result = SimpleNamespace(tables={"notes": table}, lost_and_found=iter([]), schema=[])
     report = RecoverReport("x")
     import tempfile

@@ -123,7 +123,7 @@ def load(result, staging: Path, report: RecoverReport, shapes: dict) -> int:
                     tr.rejected += 1
                 continue
             created[name] = have
-            placed += _rows(conn, name, t, have, tr, lost, report)
+            placed += _rows(conn, result, name, t, have, tr, lost, report)
         for row in result.lost_and_found:
             lost.add(row.page, row.rowid, row.source, row.reason, row.table, row.values)
         report.lost_and_found = lost.layout.rows
@@ -139,7 +139,12 @@ def load(result, staging: Path, report: RecoverReport, shapes: dict) -> int:
     return placed
 
 
-def _rows(conn, name: str, t, have: list[str], tr: TableReport, lost: _Lost, report: RecoverReport) -> int:
+def _rows(conn, result, name: str, t, have: list[str], tr: TableReport, lost: _Lost, report: RecoverReport) -> int:
+    """The table's rows: the runs the engine verified are copied by SQLite itself (our regenerated
+    table is the destination; the engine's own statement reads the damaged copy, read-only and
+    immutable), then every other row, read once, in order, in batches."""
+    from ..salvage import copy_sound_rows
+
     have_low = {c.lower() for c in have}
     idx = [i for i, c in enumerate(t.columns) if c.lower() in have_low]
     cols = [t.columns[i] for i in idx]
@@ -148,9 +153,9 @@ def _rows(conn, name: str, t, have: list[str], tr: TableReport, lost: _Lost, rep
         report.dropped.append(f"table {name}: values of column(s) {', '.join(gone)} not kept "
                               "(its recreated definition has no such column)")
     use_rowid = t.rowid_alias is None and not t.without_rowid
+    done = copy_sound_rows(result, name, conn, cols, use_rowid) if cols else 0
     names = (["_rowid_"] if use_rowid else []) + [quote_ident(c) for c in cols]
     sql = f"INSERT INTO {quote_ident(name)} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
-    done = 0
     chunk: list = []
     for row in t.rows:
         chunk.append(row)

@@ -304,12 +304,15 @@ class _Run:
         report.mode = "salvage"
         wal = sidecar(copy, "-wal")
         result = salvage(copy, wal if wal.exists() else False, include_freelist=include_freelist,
-                         time_limit=time_limit, shapes=known_shapes())
+                         time_limit=time_limit, shapes=known_shapes(), workdir=self.work)
         report.pages_unreadable, report.timed_out = result.pages_unreadable, result.timed_out
         staging = self.work / "rebuilt.db"
         os.close(os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         inherit_access(staging, self.board)  # SQLite keeps a file's access; its -wal/-shm follow it
-        placed = load(result, staging, report, known_shapes())
+        try:
+            placed = load(result, staging, report, known_shapes())
+        finally:
+            result.close()  # the spool and the file the rows streamed from
         if not placed:
             raise Refused("nothing could be recovered: no readable row of any table",
                           "the file holds no SQLite pages kanban-migrate can read; the input was left as it was",
