@@ -1,7 +1,7 @@
-"""Alembic environment for kanban boards: all the work is in kanban_migrate.migration."""
+"""Alembic environment for kanban boards: all the work is in kanban_migrate.upgrading.chain."""
 
 from alembic import context
 
-from kanban_migrate.migration import run_env
+from kanban_migrate.upgrading.chain import run_env
 
 run_env(context)

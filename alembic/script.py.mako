@@ -5,7 +5,7 @@ Revises: ${down_revision | comma,n}
 Create Date: ${create_date}
 """
 
-from kanban_migrate import ops
+from kanban_migrate.upgrading import ops
 
 revision = ${repr(up_revision)}
 down_revision = ${repr(down_revision)}

@@ -160,7 +160,7 @@ def stamp_head(path: Path, busy_timeout: float) -> None:
     from alembic import command
     from sqlalchemy.exc import DBAPIError
 
-    from .migration import make_config, make_engine
+    from .upgrading.chain import make_config, make_engine
 
     engine = make_engine(path, busy_timeout=busy_timeout)
     try:

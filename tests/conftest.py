@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from kanban_migrate import fixtures as fx
-from kanban_migrate.migration import make_config, make_engine
+from kanban_migrate.upgrading.chain import make_config, make_engine
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpora" / "sqlite-forensic-corpus-v2.0"

@@ -3,7 +3,7 @@
 from alembic.script import ScriptDirectory
 
 from kanban_migrate import head, upgrading
-from kanban_migrate.migration import make_config
+from kanban_migrate.upgrading.chain import make_config
 
 
 def test_head_constants_agree_with_the_revision_files():

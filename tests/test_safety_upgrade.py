@@ -666,7 +666,7 @@ def test_two_upgrades_at_once_never_fail(board_cache, tmp_path):
     'upgraded' or 'already at head') or says the board is busy (exit 4); never 3 or 70."""
     import alembic.command  # noqa: F401  (imported once, before forking)
 
-    import kanban_migrate.migration  # noqa: F401
+    import kanban_migrate.upgrading.chain  # noqa: F401
 
     ctx = multiprocessing.get_context("fork")
     src = board_cache("v0", 20, 1)
@@ -698,7 +698,7 @@ def test_fast_path_head_names_are_heads():
 def test_failure_after_an_untrusted_stamp_says_what_was_committed(make, tmp_path, monkeypatch):
     """A false v3 stamp is removed and the chain runs from the base; a failure in v4 says v0..v3
     (not 'v4' only, not nothing) were committed, and the backup stays (something was committed)."""
-    from kanban_migrate import ops
+    from kanban_migrate.upgrading import ops
     from kanban_migrate.errors import KanbanMigrateError
 
     p = false_stamp("v3")(tmp_path, make)
@@ -715,7 +715,7 @@ def test_failure_after_an_untrusted_stamp_says_what_was_committed(make, tmp_path
 
 
 def test_refusal_before_any_commit_removes_its_backup(make, tmp_path, monkeypatch):
-    from kanban_migrate import ops
+    from kanban_migrate.upgrading import ops
     from kanban_migrate.errors import KanbanMigrateError
 
     p = make("v4", 30, tmp_path / "kanban.db")
@@ -735,16 +735,16 @@ def test_refusal_before_any_commit_removes_its_backup(make, tmp_path, monkeypatc
 
 def test_a_trigger_that_cannot_be_put_back_commits_nothing(make, tmp_path, monkeypatch):
     """If putting the triggers back fails, the transaction does not commit without them."""
-    from kanban_migrate import migration
+    from kanban_migrate.upgrading import chain
 
     p = with_sql("v1", *TRIGGERS)(tmp_path, make)
     before = dir_state(tmp_path)
 
     def broken(dbapi, info):
-        info.pop(migration._ASIDE, None)
+        info.pop(chain._ASIDE, None)
         raise RuntimeError("injected: cannot create the trigger again")
 
-    monkeypatch.setattr(migration, "_put_back", broken)
+    monkeypatch.setattr(chain, "_put_back", broken)
     with pytest.raises(Exception, match="injected"):
         upgrade(p, backup=False)
     assert dir_state(tmp_path) == before

@@ -13,7 +13,8 @@ import time
 import pytest
 
 from conftest import pragma_rows, rows, tables
-from kanban_migrate import head, ops, schema
+from kanban_migrate import head, schema
+from kanban_migrate.upgrading import ops
 from kanban_migrate.upgrading import upgrade
 
 

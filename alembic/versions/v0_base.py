@@ -5,7 +5,7 @@ missing, the ten early task columns a reduced external board lacks (#112953), th
 indexes, and the event-kind renames every upgrade applies.
 """
 
-from kanban_migrate import ops
+from kanban_migrate.upgrading import ops
 
 revision = "v0"
 down_revision = None

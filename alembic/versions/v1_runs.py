@@ -4,7 +4,7 @@ The spawn-failure counters of that release (spawn_failures, last_spawn_error) ar
 never had them, v2 adds their successors and copies from them where a board has them.
 """
 
-from kanban_migrate import ops
+from kanban_migrate.upgrading import ops
 
 revision = "v1"
 down_revision = "v0"

@@ -5,7 +5,7 @@ last_failure_error and is left alone; where they are added and the old pair exis
 are copied from it (the old pair stays, with its data).
 """
 
-from kanban_migrate import ops
+from kanban_migrate.upgrading import ops
 
 revision = "v2"
 down_revision = "v1"

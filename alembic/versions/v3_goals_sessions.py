@@ -4,7 +4,7 @@ The release itself created idx_tasks_session_id before the session_id column and
 older board (#28464); here the index comes after the columns, as the fix did.
 """
 
-from kanban_migrate import ops
+from kanban_migrate.upgrading import ops
 
 revision = "v3"
 down_revision = "v2"

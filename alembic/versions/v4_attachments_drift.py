@@ -7,7 +7,7 @@ and data changes to them like to any other board (a drifted kanban_notify_subs g
 delivery_mode backfill of v5). Runs are backfilled after the rebuild, when task_runs is sound.
 """
 
-from kanban_migrate import ops
+from kanban_migrate.upgrading import ops
 
 revision = "v4"
 down_revision = "v3"

@@ -4,7 +4,7 @@ Subscriptions made before delivery_mode had an implicit wake: when the column is
 not on the tui platform becomes 'notify+wake'.
 """
 
-from kanban_migrate import ops
+from kanban_migrate.upgrading import ops
 
 revision = "v5"
 down_revision = "v4"

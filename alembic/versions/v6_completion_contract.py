@@ -1,6 +1,6 @@
 """v6: tasks.completion_contract (September, the code split)."""
 
-from kanban_migrate import ops
+from kanban_migrate.upgrading import ops
 
 revision = "v6"
 down_revision = "v5"

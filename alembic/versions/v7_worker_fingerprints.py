@@ -1,6 +1,6 @@
 """v7 (head): worker fingerprints on tasks and runs (#112270), tasks.worker_contract."""
 
-from kanban_migrate import ops
+from kanban_migrate.upgrading import ops
 
 revision = "v7"
 down_revision = "v6"

@@ -1,5 +1,9 @@
 """Convergent operations: the vocabulary the revisions in ``alembic/versions`` are written in.
 
+Its own piece because it is the only module a revision imports: the revisions stay a few lines
+each, and what an operation does to any board shape is decided (and tested) here. The table
+rebuild, the riskiest operation, is planned and applied in :mod:`.rebuild`.
+
 Each operation inspects the board inside the revision's transaction and does only what is missing,
 so a revision is correct on every board the wild holds, not just on the shape before it. The
 definitions come from :mod:`kanban_migrate.head`; nothing here restates the schema.
@@ -15,14 +19,11 @@ import sqlite3
 
 from alembic import op
 
-from . import head
-from .schema import Schema, quote, snapshot
+from .. import head
+from ..schema import Schema, quote, snapshot
+from .rebuild import UpgradeRefused  # noqa: F401  (raised by revisions as ops.UpgradeRefused)
 
 SHADOW = "kanban_shadow"  # MigrationContext option holding the offline shadow connection
-
-
-class UpgradeRefused(Exception):
-    """A revision found the board in a state it must not change (its transaction rolls back)."""
 
 
 def _conn() -> sqlite3.Connection:
@@ -57,7 +58,7 @@ def _emit(ctx, sql: str) -> None:
 def _set_aside_offline(ctx) -> None:
     """``--sql``: the script drops the board's triggers and views before a revision's first
     statement and creates them again before its COMMIT (:func:`put_back_offline`), as the online
-    upgrade does in every transaction (``migration._set_aside``)."""
+    upgrade does in every transaction (``chain._set_aside``)."""
     if ctx.opts.get(_ASIDE) is not None:
         return
     rows = ctx.opts[SHADOW].execute(
@@ -160,7 +161,7 @@ def drifted(table: str, rev: str) -> list[str]:
 
     A head column present with another declared type, NOT NULL, default or primary key (TEXT ids,
     a TEXT cursor), or a table without the AUTOINCREMENT head gives it (#35096, #112953)."""
-    from .schema import column_differences
+    from ..schema import column_differences
 
     have = board()
     t = have.tables.get(table)
@@ -179,112 +180,21 @@ def drifted(table: str, rev: str) -> list[str]:
 
 
 def rebuild(table: str, rev: str) -> dict:
-    """Rebuild ``table`` as head defines it at ``rev`` (SQLite's documented 12-step procedure).
+    """Rebuild ``table`` as head defines it at ``rev``: planned from the board's schema
+    (:func:`kanban_migrate.upgrading.rebuild.plan`), then applied with the foreign-key check."""
+    from . import rebuild as _rebuild
 
-    Create the new table, copy the rows by shared column names, drop the old one, rename the new
-    one, recreate the table's indexes (head's by their head definition, any others verbatim) and
-    set ``sqlite_sequence``. Columns head does not know are kept with their data; head columns a
-    later revision adds and the board already has are kept too. TEXT ids of an AUTOINCREMENT table
-    are dropped and the rows renumbered in their original order; for ``task_runs`` the references
-    in ``tasks.current_run_id`` and ``task_events.run_id`` follow the new numbers. Foreign keys are
-    off for the migration connection; ``PRAGMA foreign_key_check`` must find no new violation.
-    """
     have = board()
-    old = have.tables[table]
-    want_table = head.metadata.tables[table]
-    want = head.expected().tables[table]
-    head_names = {c.name for c in want_table.columns}
-    keep = {name for name in old.columns if name in head_names}
-    extras = [_kept_column(c) for c in old.columns.values() if c.name not in head_names]
-    fk_before = len(_conn().execute("PRAGMA foreign_key_check").fetchall())
-    old_seq = scalar(f"SELECT seq FROM sqlite_sequence WHERE name = '{table}'") if have.has_table("sqlite_sequence") else None
-    tmp = f"_kanban_migrate_new_{table}"
-    run(head.create_table_sql(want_table, name=tmp, upto=rev, keep=keep, extra=extras))
-    new_cols = [c.name for c in want_table.columns if head.at(rev, c) or c.name in keep] + [c.name for c in extras]
-
-    alias = want.rowid_alias
-    renumber = alias is not None and alias in old.columns and old.columns[alias].type != "INTEGER"
-    order = "rowid" if not old.without_rowid else ", ".join(quote(c.name) for c in old.columns.values() if c.pk)
-    cols, exprs = [], []
-    for name in new_cols:
-        wcol = want.columns.get(name)
-        if name == alias and renumber:
-            cols.append(name)
-            exprs.append(f"ROW_NUMBER() OVER (ORDER BY {order})")
-            continue
-        if name not in old.columns:
-            if wcol is None or wcol.default is not None or not wcol.notnull:
-                continue  # the new table's default (or NULL) applies
-            cols.append(name)
-            exprs.append(head.metadata.tables[table].c[name].info.get("fill", "NULL"))
-            continue
-        expr = quote(name)
-        if wcol is not None:
-            fill = wcol.default if wcol.default is not None else head.metadata.tables[table].c[name].info.get("fill")
-            if wcol.type == "INTEGER" and old.columns[name].type != "INTEGER" and name != alias:
-                expr = f"CAST({expr} AS INTEGER)"  # a TEXT cursor becomes a number again
-            if wcol.notnull and fill is not None:
-                expr = f"COALESCE({expr}, {fill})"
-        cols.append(name)
-        exprs.append(expr)
-    if renumber and table == "task_runs":
-        run("DROP TABLE IF EXISTS temp._kanban_migrate_run_ids")
-        run(
-            "CREATE TEMP TABLE _kanban_migrate_run_ids AS SELECT CAST(id AS TEXT) AS old_id, "
-            f"ROW_NUMBER() OVER (ORDER BY {order}) AS new_id FROM {quote(table)}"
-        )
-    run(
-        f"INSERT INTO {quote(tmp)} ({', '.join(quote(c) for c in cols)}) "
-        f"SELECT {', '.join(exprs)} FROM {quote(table)} ORDER BY {order}"
-    )
-    run(f"DROP TABLE {quote(table)}")
-    run(f"ALTER TABLE {quote(tmp)} RENAME TO {quote(table)}")
-    if want.autoincrement and alias:
-        floor = int(old_seq or 0) if not renumber else 0
-        run(f"DELETE FROM sqlite_sequence WHERE name = '{table}'")
-        run(
-            f"INSERT INTO sqlite_sequence (name, seq) SELECT '{table}', "
-            f"MAX({floor}, COALESCE((SELECT MAX({quote(alias)}) FROM {quote(table)}), 0))"
-        )
-    for index in have.indexes_of(table):
-        head_index = next((i for i in want_table.indexes if i.name == index.name), None)
-        if head_index is not None:
-            if all(c.name in new_cols for c in head_index.columns):
-                run(head.create_index_sql(head_index))
-        elif index.sql:
-            run(index.sql)
-    if renumber and table == "task_runs":
-        for child, col in (("tasks", "current_run_id"), ("task_events", "run_id")):
-            if has_column(child, col):
-                run(
-                    f"UPDATE {child} SET {col} = (SELECT new_id FROM _kanban_migrate_run_ids "
-                    f"WHERE old_id = CAST({child}.{col} AS TEXT)) "
-                    f"WHERE CAST({col} AS TEXT) IN (SELECT old_id FROM _kanban_migrate_run_ids)"
-                )
-        run("DROP TABLE temp._kanban_migrate_run_ids")
-    fk_after = len(_conn().execute("PRAGMA foreign_key_check").fetchall())
-    if fk_after > fk_before:
-        raise UpgradeRefused(f"rebuilding {table} would break {fk_after - fk_before} foreign-key reference(s)")
-    return {"table": table, "renumbered": renumber}
-
-
-def _kept_column(c):
-    """A column head does not know, for the rebuilt table. Its declared type comes from the file,
-    so it is used only when it is a plain type name (``salvage.sqlschema.safe_type``), else its
-    affinity: a type like ``TEXT) , x INTEGER CHECK (0`` must not add a column or a constraint. Its
-    default is the expression SQLite parsed, parenthesised again as a whole."""
-    from .salvage.sqlschema import affinity, safe_type
-
-    declared = safe_type(c.type) if c.type else ""
-    if declared is None:
-        declared = affinity(c.type)
-    default = f"({c.default})" if c.default is not None else None
-    return head.raw_column(c.name, declared, notnull=c.notnull, default=default)
+    seq = scalar(f"SELECT seq FROM sqlite_sequence WHERE name = '{table}'") if have.has_table("sqlite_sequence") else None
+    return _rebuild.apply(_rebuild.plan(have, table, rev, old_seq=seq), run, _conn())
 
 
 def rebuild_drifted(tables: list[str], rev: str) -> list[str]:
+    """Rebuild those of ``tables`` that drifted from head at ``rev``, in :func:`.rebuild.order`."""
+    from .rebuild import order
+
     done = []
-    for table in tables:
+    for table in order(tables):
         if drifted(table, rev):
             rebuild(table, rev)
             done.append(table)

@@ -1,9 +1,7 @@
-"""``upgrade``: take a board of any historical shape to head.
+"""The upgrade API: ``upgrade``, ``upgrade_many``, ``upgrade_all``, ``status``, ``is_current``.
 
-    >>> import kanban_migrate
-    >>> result = kanban_migrate.upgrade("kanban.db")          # doctest: +SKIP
-    >>> result.status, result.revision_after, result.backup   # doctest: +SKIP
-    ('upgraded', 'v7', 'kanban.db.pre-upgrade.3f1c0a9e5b7d2c11.bak')
+Its own piece because it is the order of the steps (check -> stamp -> refuse -> lock -> backup ->
+chain) and the truth about what was committed; the chain itself is :mod:`.chain`.
 
 Refusals raise :class:`kanban_migrate.errors.KanbanMigrateError` subclasses (each with a one-line
 ``message`` and ``hint`` and an exit ``code``) and leave the board byte-for-byte unchanged.
@@ -18,8 +16,8 @@ import sqlite3
 import time
 from pathlib import Path
 
-from . import board as _board
-from .errors import (
+from .. import board as _board
+from ..errors import (
     CorruptBoard,
     EnvironmentFailure,
     ExitCode,
@@ -29,7 +27,7 @@ from .errors import (
     NotABoard,
     Refused,
 )
-from .results import StatusResult, UpgradeResult
+from .result import StatusResult, UpgradeResult
 
 HEAD = "v7"  # kept equal to the newest revision in alembic/versions (tests check it)
 REVISIONS = ("v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7")
@@ -87,7 +85,7 @@ def missing_at_head(conn: sqlite3.Connection) -> list[str]:
 def missing_at(snap, revision: str) -> list[str]:
     """What the schema ``snap`` lacks of the tables, columns and indexes head has at ``revision``:
     a stamp is trusted only when the schema bears it out."""
-    from . import head
+    from .. import head
 
     missing = []
     for table in head.metadata.sorted_tables:
@@ -141,8 +139,8 @@ def is_current(path: str | os.PathLike, *, busy_timeout: float = _board.DEFAULT_
 
 def _inspect(bf: _board.BoardFile, busy_timeout: float, shown: str):
     """The stamp, the fingerprint, the schema and the names of every schema object, read-only."""
-    from .fingerprint import fingerprint
-    from .schema import snapshot
+    from ..fingerprint import fingerprint
+    from ..schema import snapshot
 
     try:
         conn = _board.open_ro(bf, busy_timeout=busy_timeout)
@@ -165,7 +163,7 @@ def _name_conflicts(objects: list[tuple[str, str]], shown: str) -> None:
     """Refuse up front (exit 3, nothing written) a view, trigger-free index or table that holds a
     name the upgrade needs for something else: a view called ``task_runs``, a table called like a
     head index, anything called like the rebuild's scratch tables."""
-    from . import head
+    from .. import head
 
     tables = {t.lower() for t in head.metadata.tables}
     indexes = {ix.name.lower() for t in head.metadata.tables.values() for ix in t.indexes}
@@ -259,7 +257,7 @@ def _preflight(bf: _board.BoardFile, shown: str, backup: bool) -> None:
     a read-only file or folder (SQLite writes ``-journal``/``-wal``/``-shm`` beside the board; a
     failed read-write open would leave them, or checkpoint a WAL into the file), or a name too
     long for SQLite's sidecars or for a backup beside it."""
-    from .backup import name_room
+    from ..backup import name_room
 
     folder = bf.path.parent
     try:
@@ -335,7 +333,7 @@ def _roll_back_hot_journal(bf: _board.BoardFile, busy_timeout: float, shown: str
 
 
 def _backup(bf: _board.BoardFile, busy_timeout: float, shown: str) -> tuple[Path, bool]:
-    from .backup import make_backup
+    from ..backup import make_backup
 
     try:
         conn = _board.open_ro(bf, busy_timeout=busy_timeout)
@@ -362,7 +360,7 @@ def _environment(exc: OSError, shown: str, doing: str) -> KanbanMigrateError:
 
 def _create(path: Path, busy_timeout: float) -> None:
     """A new board at head: head's DDL in one transaction, stamped at head."""
-    from . import head
+    from .. import head
 
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = _board.open_rw(path, busy_timeout=busy_timeout)
@@ -387,7 +385,7 @@ def _create(path: Path, busy_timeout: float) -> None:
 def _offline_sql(bf: _board.BoardFile, revision: str | None) -> str:
     from alembic import command
 
-    from .migration import make_config
+    from .chain import make_config
 
     buf = io.StringIO()
     cfg = make_config(path=bf.path, output=buf)
@@ -427,7 +425,7 @@ def _migrate(bf: _board.BoardFile, busy_timeout: float, applied: list[str], show
     from alembic.util import CommandError
     from sqlalchemy.exc import DBAPIError
 
-    from .migration import make_config, make_engine
+    from .chain import make_config, make_engine
     from .ops import UpgradeRefused
 
     def on_apply(ctx, step, heads, run_args):
@@ -581,7 +579,7 @@ def upgrade(
         return result
     import alembic.command  # noqa: F401  (while the quick_check runs)
 
-    from . import migration  # noqa: F401
+    from . import chain  # noqa: F401
 
     check.result()
     _take_write_lock(bf, busy_timeout, shown)
@@ -600,7 +598,7 @@ def upgrade(
         _truth(exc, revision, read, after, applied, restarted=bool(missing))
         raise
     if backup:
-        from .backup import prune
+        from ..backup import prune
 
         prune(bf.path, kind="pre-upgrade")
     result.applied = applied
@@ -658,6 +656,6 @@ def upgrade_many(paths: list[str], *, jobs: int | None = None, on_done=None, **k
 def upgrade_all(home: str | os.PathLike | None = None, *, jobs: int | None = None,
                 include_all: bool = True, **kw) -> list[UpgradeResult]:
     """Upgrade every board of a Hermes home (spec section 1); returns one result per board."""
-    from .home import discover
+    from ..home import discover
 
     return upgrade_many([str(b.path) for b in discover(home, include_all=include_all)], jobs=jobs, **kw)
