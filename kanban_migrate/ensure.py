@@ -34,7 +34,8 @@ from pathlib import Path
 
 from . import board as _board
 from .errors import BoardBusy, KanbanMigrateError, MissingBoard
-from .upgrading import HEAD, upgrade
+from .revisions import HEAD
+from .upgrading import upgrade
 
 INIT_LOCK_SUFFIX = ".init.lock"  # the application's cross-process init lock (spec section 1)
 _POLL = 0.05

@@ -46,7 +46,8 @@ from pathlib import Path
 from . import board as _board
 from .errors import BoardBusy, CorruptBoard, EnvironmentFailure, KanbanMigrateError, MissingBoard
 from .home import BoardRef, discover, hermes_root, pinned_problem, stray_backups
-from .upgrading import HEAD, REVISIONS, mismatch_note, missing_at
+from .revisions import HEAD, known, pending_after
+from .upgrading import mismatch_note, missing_at
 
 HEALTH_WORDS = ("ok", "needs-upgrade", "newer", "not-a-board", "damaged", "unreadable", "bad-stamp")
 BACKUP_STATES = {"pre-upgrade": "pre-upgrade", "corrupt": "quarantine"}
@@ -169,7 +170,7 @@ def inspect_file(path: str | os.PathLike, *, check: bool = False,
     if quick is not None:
         return size, shape, revision, "damaged", \
             f"fails PRAGMA quick_check ({quick}) (run 'kanban-migrate recover' on it)"
-    if revision is not None and revision not in REVISIONS:
+    if not known(revision):
         return size, shape, revision, "newer", \
             f"stamped at {revision!r}, unknown to this release (pip install -U kanban-migrate)"
     missing = missing_at(snap, revision) if revision is not None else []
@@ -177,8 +178,7 @@ def inspect_file(path: str | os.PathLike, *, check: bool = False,
         return size, shape, revision, "needs-upgrade", mismatch_note(revision, missing)
     if revision == HEAD:
         return size, shape, revision, "ok", None
-    pending = REVISIONS[REVISIONS.index(revision) + 1:] if revision else REVISIONS
-    return size, shape, revision, "needs-upgrade", f"pending {' '.join(pending)}"
+    return size, shape, revision, "needs-upgrade", f"pending {' '.join(pending_after(revision))}"
 
 
 # ---- boards -------------------------------------------------------------------------------------

@@ -15,9 +15,7 @@ from sqlalchemy.types import UserDefinedType
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-#: The revision chain, oldest first. Revision ids are the shape names of spec section 4.
-REVISIONS: tuple[str, ...] = ("v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7")
-HEAD = REVISIONS[-1]
+from .revisions import HEAD, REVISIONS  # noqa: F401  (head.HEAD, head.REVISIONS for callers)
 
 metadata = MetaData()
 DIALECT = sqlite.dialect()

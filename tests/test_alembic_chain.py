@@ -2,15 +2,21 @@
 
 from alembic.script import ScriptDirectory
 
-from kanban_migrate import head, upgrading
+from kanban_migrate import head, revisions
 from kanban_migrate.upgrading.chain import make_config
 
 
-def test_head_constants_agree_with_the_revision_files():
+def test_the_revision_list_is_the_chain_of_revision_files():
     script = ScriptDirectory.from_config(make_config())
     chain = [r.revision for r in reversed(list(script.walk_revisions()))]
-    assert chain == list(head.REVISIONS) == list(upgrading.REVISIONS)
-    assert script.get_current_head() == head.HEAD == upgrading.HEAD
+    assert chain == list(revisions.REVISIONS)
+    assert script.get_current_head() == revisions.HEAD
+
+
+def test_pending_after():
+    assert revisions.pending_after(None) == list(revisions.REVISIONS)
+    assert revisions.pending_after("v5") == ["v6", "v7"]
+    assert revisions.pending_after(revisions.HEAD) == []
 
 
 def test_every_head_column_and_index_belongs_to_a_revision():

@@ -27,10 +27,9 @@ from ..errors import (
     NotABoard,
     Refused,
 )
+from ..revisions import HEAD, REVISIONS, known, pending_after
 from .result import StatusResult, UpgradeResult
 
-HEAD = "v7"  # kept equal to the newest revision in alembic/versions (tests check it)
-REVISIONS = ("v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7")
 #: Every table, column and index of head, for the fast path's check that a board stamped at head
 #: really has them (standard library only; tests check it equals kanban_migrate.head).
 HEAD_NAMES: dict[str, tuple[str, ...]] = {
@@ -107,12 +106,6 @@ def mismatch_note(revision: str, missing: list[str]) -> str:
     shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
     return (f"stamped {revision} but the schema lacks {shown}; the stamp is not trusted: every revision "
             f"is re-applied, each adds only what is missing")
-
-
-def pending_after(revision: str | None) -> list[str]:
-    if revision is None:
-        return list(REVISIONS)
-    return list(REVISIONS[REVISIONS.index(revision) + 1:])
 
 
 def _read_stamp(bf: _board.BoardFile, busy_timeout: float, shown: str) -> tuple[str | None, bool]:
@@ -200,7 +193,7 @@ def status(path: str | os.PathLike, *, busy_timeout: float = _board.DEFAULT_BUSY
 
 
 def _check_known(revision: str | None, shown: str) -> None:
-    if revision is not None and revision not in REVISIONS:
+    if not known(revision):
         raise NewerRevision(
             f"stamped at revision {revision!r}, which this kanban-migrate does not know (a newer release wrote it)",
             "upgrade kanban-migrate itself: pip install -U kanban-migrate",
@@ -372,7 +365,7 @@ def _create(path: Path, busy_timeout: float) -> None:
             "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
             "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"
         )
-        conn.execute("INSERT INTO alembic_version (version_num) VALUES (?)", (head.HEAD,))
+        conn.execute("INSERT INTO alembic_version (version_num) VALUES (?)", (HEAD,))
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
