@@ -1,8 +1,8 @@
 """Build boards of every historical shape with realistic, deterministic data.
 
-The shapes are declared in ``fixtures/shapes.toml`` as the board application's own history (its
-CREATE scripts and column passes, release by release); this module replays that history on an
-empty file and fills the result with data. Standard library only.
+The shapes are the board application's own history (:mod:`kanban_migrate.history`: its CREATE
+scripts and column passes, release by release); this module replays that history on an empty file
+and fills the result with data. Standard library only.
 
     >>> from kanban_migrate import fixtures
     >>> info = fixtures.create("/tmp/board.db", shape="v0", tasks=50, seed=7)  # doctest: +SKIP
@@ -15,36 +15,14 @@ from __future__ import annotations
 import json
 import random
 import sqlite3
-import tomllib
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
-from .resources import fixtures_dir
+from .history import Era, Shape, build_schema, column_names, eras, journal_mode_after, shapes  # noqa: F401
+
 from .schema import quote
 
 BASE_TIME = 1_777_000_000  # late April 2026, when the first boards were made
-
-
-@dataclass(frozen=True)
-class Era:
-    name: str
-    create: tuple[str, ...]
-    rename: dict[str, list[list[str]]]
-    add: dict[str, tuple[str, ...]]
-    after: tuple[str, ...]
-    aborts: bool
-    id_hex: int
-    journal_gate: bool = False  # the release follows the WAL-reset journal-mode rule (#70055)
-
-
-@dataclass(frozen=True)
-class Shape:
-    name: str
-    description: str
-    steps: tuple[str, ...]
-    pre: tuple[str, ...] = ()
-    extra: tuple[str, ...] = ()
 
 
 @dataclass
@@ -55,132 +33,6 @@ class FixtureInfo:
     rows: dict[str, int] = field(default_factory=dict)
     aborted: list[str] = field(default_factory=list)  # errors of releases that aborted (v3)
     journal_mode: str = ""
-
-
-@lru_cache(maxsize=None)
-def _load() -> dict:
-    with open(fixtures_dir() / "shapes.toml", "rb") as fh:
-        return tomllib.load(fh)
-
-
-@lru_cache(maxsize=None)
-def eras() -> dict[str, Era]:
-    raw = _load()["era"]
-    out: dict[str, Era] = {}
-
-    def build(name: str) -> Era:
-        if name in out:
-            return out[name]
-        spec = raw[name]
-
-        def inherited(key: str, empty):
-            value = spec.get(key, empty)
-            return getattr(build(value), key) if isinstance(value, str) else value  # "v1": as era v1
-
-        create = list(inherited("create", ()))
-        for old, new in spec.get("create_replace", []):
-            if not any(old in stmt for stmt in create):
-                raise ValueError(f"shapes.toml: era {name}: create_replace {old!r} matches nothing")
-            create = [stmt.replace(old, new) for stmt in create]
-        add = {t: tuple(build(v).add[t] if isinstance(v, str) else v)
-               for t, v in dict(inherited("add", {})).items()}
-        out[name] = Era(
-            name=name,
-            create=tuple(create),
-            rename=spec.get("rename", {}),
-            add=add,
-            after=tuple(inherited("after", ())),
-            aborts=bool(spec.get("aborts", False)),
-            id_hex=int(spec.get("id_hex", 8)),
-            journal_gate=bool(spec.get("journal_gate", False)),
-        )
-        return out[name]
-
-    for name in raw:
-        build(name)
-    return out
-
-
-def journal_mode_after(steps, sqlite_version: tuple[int, ...] | None = None) -> str:
-    """The journal mode a new file has after the releases ``steps`` opened it in turn: releases
-    before the WAL-reset gate put every board in WAL; later ones follow the application's rule
-    (:func:`kanban_migrate.board.journal_mode_for`) under the SQLite ``sqlite_version``."""
-    from .board import journal_mode_for
-
-    mode = "delete"  # a new file
-    all_eras = eras()
-    for step in steps:
-        if all_eras[step].journal_gate:
-            mode = journal_mode_for(mode, sqlite_version) or mode
-        else:
-            mode = "wal"
-    return mode
-
-
-@lru_cache(maxsize=None)
-def shapes() -> dict[str, Shape]:
-    return {
-        name: Shape(
-            name=name,
-            description=spec.get("description", ""),
-            steps=tuple(spec.get("steps", [])),
-            pre=tuple(spec.get("pre", [])),
-            extra=tuple(spec.get("extra", [])),
-        )
-        for name, spec in _load()["shape"].items()
-    }
-
-
-def _columns(conn: sqlite3.Connection, table: str) -> list[str]:
-    return [r[1] for r in conn.execute(f"PRAGMA table_info({quote(table)})")]
-
-
-def open_with(conn: sqlite3.Connection, era: Era) -> str | None:
-    """Open the board the way release ``era`` did. Returns the error a release that aborts hit."""
-    for stmt in era.create:
-        try:
-            conn.execute(stmt)
-        except sqlite3.OperationalError as exc:
-            if era.aborts:
-                return str(exc)
-            raise
-    for table, pairs in era.rename.items():
-        for old, new in pairs:
-            if new not in _columns(conn, table):
-                conn.execute(f"ALTER TABLE {table} RENAME COLUMN {old} TO {new}")
-    for table, defs in era.add.items():
-        have = set(_columns(conn, table))
-        if not have:
-            continue
-        for d in defs:
-            ddl, _, backfill = (part.strip() for part in d.partition("|"))
-            col = ddl.split()[0]
-            if col in have:
-                continue
-            conn.execute(f"ALTER TABLE {table} ADD COLUMN {ddl}")
-            have.add(col)
-            if backfill:
-                try:
-                    conn.execute(f"UPDATE {table} SET {col} = {backfill}")
-                except sqlite3.OperationalError:
-                    pass  # the column it copies from does not exist on this board
-    for stmt in era.after:
-        conn.execute(stmt)
-    return None
-
-
-def build_schema(conn: sqlite3.Connection, shape: Shape) -> list[str]:
-    aborted = []
-    all_eras = eras()
-    for stmt in shape.pre:
-        conn.execute(stmt)
-    for step in shape.steps:
-        err = open_with(conn, all_eras[step])
-        if err:
-            aborted.append(f"{step}: {err}")
-    for stmt in shape.extra:
-        conn.execute(stmt)
-    return aborted
 
 
 def create(path: str | Path, shape: str = "v0", *, tasks: int = 200, seed: int = 1,
@@ -244,7 +96,7 @@ LOREM = ("The dispatcher claims the task, spawns a worker and records a heartbea
 def _insert(conn: sqlite3.Connection, table: str, rows: list[dict]) -> int:
     if not rows:
         return 0
-    have = _columns(conn, table)
+    have = column_names(conn, table)
     cols = [c for c in have if c in rows[0]]
     sql = f"INSERT INTO {quote(table)} ({', '.join(quote(c) for c in cols)}) VALUES ({', '.join('?' * len(cols))})"
     conn.executemany(sql, ([r.get(c) for c in cols] for r in rows))

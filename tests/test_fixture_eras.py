@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from kanban_migrate import fixtures, head
+from kanban_migrate import fixtures, head, history
 from kanban_migrate.fingerprint import fingerprint
 from kanban_migrate.schema import snapshot
 
@@ -101,13 +101,13 @@ def test_run_history_uses_the_values_the_application_writes(tmp_path):
 
 
 def test_a_replacement_that_matches_nothing_is_an_error(monkeypatch):
-    raw = fixtures._load()
+    raw = history._load()
     broken = {**raw, "era": {**raw["era"], "v5a": {**raw["era"]["v5a"],
                                                    "create_replace": [["no such text", "x"]]}}}
-    monkeypatch.setattr(fixtures, "_load", lambda: broken)
-    fixtures.eras.cache_clear()
+    monkeypatch.setattr(history, "_load", lambda: broken)
+    history.eras.cache_clear()
     try:
         with pytest.raises(ValueError, match="matches nothing"):
-            fixtures.eras()
+            history.eras()
     finally:
-        fixtures.eras.cache_clear()
+        history.eras.cache_clear()

@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 
 from conftest import pragma_rows, rows, sha256
-from kanban_migrate import board, fixtures
+from kanban_migrate import board, fixtures, history
 from kanban_migrate.upgrading import upgrade
 
 AFFECTED = [(3, 7, 0), (3, 40, 1), (3, 44, 5), (3, 45, 0), (3, 50, 6), (3, 51, 0), (3, 51, 2)]
@@ -177,14 +177,14 @@ def test_fixture_eras_follow_the_gate():
     for version, fresh in (((3, 40, 1), "delete"), ((3, 51, 3), "wal")):
         # before the gate (July) the application put every board in WAL
         for shape in ("v0", "v1", "v2b", "v3", "v4", "v4-june", "drifted", "fork"):
-            assert fixtures.journal_mode_after(steps[shape], version) == "wal", shape
+            assert history.journal_mode_after(steps[shape], version) == "wal", shape
         # boards created by gated releases
         for shape in ("v5-july", "v5", "v6", "v7", "recipes", "notify-progress"):
-            assert fixtures.journal_mode_after(steps[shape], version) == fresh, shape
+            assert history.journal_mode_after(steps[shape], version) == fresh, shape
         # a WAL board of April opened by every later release is never downgraded
-        assert fixtures.journal_mode_after(steps["v1-upgraded"], version) == "wal"
+        assert history.journal_mode_after(steps["v1-upgraded"], version) == "wal"
         # a board an external tool seeded and the application never opened
-        assert fixtures.journal_mode_after(steps["reduced"], version) == "delete"
+        assert history.journal_mode_after(steps["reduced"], version) == "delete"
 
 
 @pytest.mark.parametrize("version, expected", [((3, 40, 1), "delete"), ((3, 51, 3), "wal")])

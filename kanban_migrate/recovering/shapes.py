@@ -13,7 +13,7 @@ import re
 import sqlite3
 from functools import lru_cache
 
-from .. import fixtures, head
+from .. import head, history
 from ..salvage import TableShape
 
 TASK_ID = re.compile(r"t_[0-9a-f]{4,8}")
@@ -77,13 +77,13 @@ def _layouts() -> dict[str, dict[tuple, tuple[str, str, int]]]:
         sql = head.create_table_sql(head.metadata.tables[t])
         layout = tuple((c.name, c.type, c.pk) for c in expected.tables[t].columns.values())
         out[t][layout] = (sql, "head", len(layout))
-    for name, shape in fixtures.shapes().items():
+    for name, shape in history.shapes().items():
         conn = sqlite3.connect(":memory:")
         try:
-            fixtures.build_schema(conn, shape)
+            history.build_schema(conn, shape)
             first = sqlite3.connect(":memory:")
             try:
-                fixtures.build_schema(first, fixtures.Shape(name, "", shape.steps[:1], shape.pre))
+                history.build_schema(first, history.Shape(name, "", shape.steps[:1], shape.pre))
                 first_cols = {t: len(first.execute(f'PRAGMA table_info("{t}")').fetchall()) for t in KANBAN}
             finally:
                 first.close()
