@@ -24,7 +24,7 @@ from _common import cached_board  # noqa: E402
 
 from kanban_migrate import fixtures  # noqa: E402
 from kanban_migrate.ensure import ensure_head  # noqa: E402
-from kanban_migrate.fingerprint import KANBAN_TABLES  # noqa: E402
+from kanban_migrate.schema import KANBAN_TABLES  # noqa: E402
 from kanban_migrate.upgrading import upgrade  # noqa: E402
 
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 KEEP = 5
+#: Quarantine copies (``*.corrupt.*.bak``) kept per board, as the application keeps at most 10.
+QUARANTINE_KEEP = 10
 KINDS = ("pre-upgrade", "corrupt")
 
 
@@ -181,24 +183,33 @@ def backup_board(source: sqlite3.Connection, board: Path, *, keep: int = KEEP) -
 _SIDECAR_SUFFIXES = ("-wal", "-shm", "-journal")
 
 
+def parse_name(path: Path) -> tuple[Path, str, str, str] | None:
+    """``(board, kind, digest, sidecar suffix or "")`` for a backup's file name
+    ``<board>.<kind>.<digest>.bak`` (or its ``-wal``/``-shm``/``-journal``), else None: the one
+    parse of a backup name (``list_backups`` here, the home's stray backups in ``fleet``). The
+    last kind marker in the name wins, so a board whose own name holds one is still told apart."""
+    name = path.name
+    suffix = next((s for s in _SIDECAR_SUFFIXES if name.endswith(".bak" + s)), "")
+    stem = name[: len(name) - len(suffix)]
+    if not stem.endswith(".bak"):
+        return None
+    stem = stem[: -len(".bak")]
+    found = max(((stem.rfind(f".{kind}."), kind) for kind in KINDS), default=(-1, ""))
+    at, kind = found
+    if at <= 0:
+        return None
+    digest = stem[at + len(kind) + 2:]
+    if not digest:
+        return None
+    return path.with_name(stem[:at]), kind, digest, suffix
+
+
 def _parse(board: Path, name: str) -> tuple[str, str, str] | None:
     """``(kind, digest, sidecar suffix or "")`` for a backup file name of ``board``, else None."""
-    prefix = board.name + "."
-    if not name.startswith(prefix):
+    parsed = parse_name(board.with_name(name))
+    if parsed is None or parsed[0].name != board.name:
         return None
-    rest = name[len(prefix):]
-    suffix = ""
-    for s in _SIDECAR_SUFFIXES:
-        if rest.endswith(".bak" + s):
-            suffix, rest = s, rest[: -len(s)]
-            break
-    for kind in KINDS:
-        head = kind + "."
-        if rest.startswith(head) and rest.endswith(".bak"):
-            digest = rest[len(head): -len(".bak")]
-            if digest and "/" not in digest:
-                return kind, digest, suffix
-    return None
+    return parsed[1:]
 
 
 def list_backups(board: Path, *, leftovers: bool = False) -> list[Backup]:

@@ -99,7 +99,7 @@ def check_file(path: str | os.PathLike, *, allow_empty: bool = False) -> BoardFi
             header = fh.read(100)
     except OSError as exc:
         raise _unreadable(exc, shown) from None
-    _check_sidecars(resolved, shown)
+    check_sidecars(resolved, shown)
     if st.st_size == 0:
         if not allow_empty:
             raise NotABoard(
@@ -133,7 +133,7 @@ def _unreadable(exc: OSError, shown: str) -> Exception:
     return NotABoard(f"cannot read: {exc.strerror}", "check the path and its permissions", path=shown)
 
 
-def _check_sidecars(resolved: Path, shown: str) -> None:
+def check_sidecars(resolved: Path, shown: str) -> None:
     """Refuse a board whose ``-journal``/``-wal``/``-shm`` is not a regular file: SQLite would
     block forever opening a FIFO there, or read a device. ``stat`` never opens the file."""
     for suffix in SIDECARS:
@@ -151,7 +151,9 @@ def _check_sidecars(resolved: Path, shown: str) -> None:
             )
 
 
-def _uri(path: Path, **params: str) -> str:
+def uri(path: Path, **params: str) -> str:
+    """A ``file:`` URI for ``path`` with its query (``mode=ro``, ``immutable=1``): the path is
+    percent-encoded, so a board called ``a?b#c%`` is opened, not a truncated name."""
     from urllib.parse import quote  # percent-encodes ? # % (urllib.request's pathname2url is this, heavier)
 
     query = "&".join(f"{k}={v}" for k, v in params.items())
@@ -185,7 +187,7 @@ def _private_copy(board: BoardFile, busy_timeout: float) -> sqlite3.Connection:
         copy = Path(folder) / "board.db"
         shutil.copyfile(board.path, copy)
         shutil.copyfile(board.wal, sidecar(copy, "-wal"))
-        conn = sqlite3.connect(_uri(copy, mode="ro"), uri=True, timeout=busy_timeout,
+        conn = sqlite3.connect(uri(copy, mode="ro"), uri=True, timeout=busy_timeout,
                                isolation_level=None, factory=_PrivateCopy)
     except BaseException as exc:
         shutil.rmtree(folder, ignore_errors=True)
@@ -215,12 +217,22 @@ def open_ro(board: BoardFile, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> 
             conn = _private_copy(board, busy_timeout)
             conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
             return conn
-        uri = _uri(board.path, mode="ro", immutable="1")
+        target = uri(board.path, mode="ro", immutable="1")
     else:
-        uri = _uri(board.path, mode="ro")
-    conn = sqlite3.connect(uri, uri=True, timeout=busy_timeout, isolation_level=None)
+        target = uri(board.path, mode="ro")
+    conn = sqlite3.connect(target, uri=True, timeout=busy_timeout, isolation_level=None)
     conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
     return conn
+
+
+def stamp_of(board: BoardFile, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> str | None:
+    """The board's stamp (:func:`read_revision`) through a read-only connection opened and
+    closed for it (:func:`open_ro`)."""
+    conn = open_ro(board, busy_timeout=busy_timeout)
+    try:
+        return read_revision(conn)
+    finally:
+        conn.close()
 
 
 #: SQLite releases with the WAL-reset bug (https://sqlite.org/wal.html#walresetbug): 3.7.0 up to

@@ -46,15 +46,7 @@ def read_stamp(path: str | os.PathLike, busy_timeout: float = _board.DEFAULT_BUS
 
     Raises MissingBoard / NotABoard for what cannot be a board, sqlite3.Error for what SQLite
     cannot read."""
-    return _stamp_of(_board.check_file(path), busy_timeout)
-
-
-def _stamp_of(bf: _board.BoardFile, busy_timeout: float) -> str | None:
-    conn = _board.open_ro(bf, busy_timeout=busy_timeout)
-    try:
-        return _board.read_revision(conn)
-    finally:
-        conn.close()
+    return _board.stamp_of(_board.check_file(path), busy_timeout=busy_timeout)
 
 
 def _at_head_quickly(path: str, busy_timeout: float) -> bool:
@@ -72,7 +64,7 @@ def _at_head_quickly(path: str, busy_timeout: float) -> bool:
         if not header.startswith(_board.MAGIC) or len(header) < 100:
             return False
         bf = _board.BoardFile(Path(path), st.st_size, header, Path(path + "-wal"), Path(path + "-shm"))
-        return _stamp_of(bf, busy_timeout) == HEAD
+        return _board.stamp_of(bf, busy_timeout=busy_timeout) == HEAD
     except (OSError, sqlite3.Error):
         return False
 

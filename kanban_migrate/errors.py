@@ -8,6 +8,7 @@ imports more than the standard library, so the fast paths stay fast.
 from __future__ import annotations
 
 import enum
+import errno
 
 
 class ExitCode(enum.IntEnum):
@@ -77,3 +78,23 @@ class EnvironmentFailure(KanbanMigrateError):
     """
 
     code = ExitCode.ENVIRONMENT
+
+
+#: What an ``OSError`` says about the machine rather than the board (the causes of exit 5), worded
+#: once for every command.
+ENVIRONMENT_ERRNOS = {
+    errno.ENOSPC: "the disk is full (no space left on the device)",
+    errno.EDQUOT: "the disk quota is exhausted",
+    errno.EFBIG: "the file-size limit was reached",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.ENAMETOOLONG: "a file name would be too long",
+    errno.EMLINK: "too many links",
+    errno.EIO: "an input/output error",
+}
+
+
+def os_cause(exc: BaseException) -> str | None:
+    """The environment cause of an ``OSError`` (:data:`ENVIRONMENT_ERRNOS`), or None."""
+    return ENVIRONMENT_ERRNOS.get(exc.errno) if isinstance(exc, OSError) else None

@@ -8,10 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .schema import INTERNAL_TABLES, Schema
-
-KANBAN_TABLES = ("tasks", "task_links", "task_comments", "task_events", "task_runs",
-                 "task_attachments", "kanban_notify_subs")
+from .schema import INTERNAL_TABLES, KANBAN_TABLES, Schema
 LEGACY_COLUMNS = {"tasks": {"spawn_failures", "last_spawn_error"}}
 EARLY_TASK_COLUMNS = ("body", "assignee", "priority", "created_by", "started_at", "completed_at",
                       "workspace_kind", "workspace_path", "claim_lock", "claim_expires")

@@ -182,18 +182,12 @@ def inspect_file(path: str | os.PathLike, *, check: bool = False,
 
 
 # ---- boards -------------------------------------------------------------------------------------
-def _backup_state(path: Path) -> tuple[Path, str, str] | None:
-    """``(board, state, digest)`` for a ``<board>.<kind>.<sha16>.bak`` name, else None."""
-    name = path.name
-    if not name.endswith(".bak"):
-        return None
-    for kind, state in BACKUP_STATES.items():
-        marker = f".{kind}."
-        at = name.rfind(marker)
-        if at > 0:
-            digest = name[at + len(marker): -len(".bak")]
-            return path.with_name(name[:at]), state, digest
-    return None
+def _backup_state(path: Path) -> tuple[Path, str] | None:
+    """``(board, state)`` for a backup's file name (:func:`kanban_migrate.backup.parse_name`)."""
+    from .backup import parse_name
+
+    parsed = parse_name(path)
+    return (parsed[0], BACKUP_STATES[parsed[1]]) if parsed else None
 
 
 def _owner_name(board: Path, root: Path) -> str:
@@ -237,7 +231,7 @@ def boards(home: str | os.PathLike | None = None, *, check: bool = False,
         size, shape, revision, health, detail = inspect_file(ref.path, check=check, busy_timeout=busy_timeout)
         out.append(BoardInfo(ref.kind, ref.name, str(ref.path), size, shape, revision, health, detail))
     for path in _home_backups(refs, home):
-        owner, state, _digest = _backup_state(path) or (path, "unknown", "")
+        owner, state = _backup_state(path) or (path, "unknown")
         ref = by_path.get(os.path.realpath(owner))
         name = ref.name if ref else _owner_name(owner, root)
         size, shape, revision, health, detail = inspect_file(path, check=check, busy_timeout=busy_timeout)

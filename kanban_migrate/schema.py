@@ -13,7 +13,49 @@ from dataclasses import dataclass, field
 
 _AUTOINC = re.compile(r"\bAUTOINCREMENT\b", re.IGNORECASE)
 _WITHOUT_ROWID = re.compile(r"\bWITHOUT\s+ROWID\b", re.IGNORECASE)
-INTERNAL_TABLES = frozenset({"sqlite_sequence", "sqlite_stat1", "sqlite_stat2", "sqlite_stat3", "sqlite_stat4", "alembic_version"})
+
+# ---- table roles (standard library only) -----------------------------------------------------------
+#: Every table, column and index of head, for the no-op fast path's check that a board stamped at
+#: head really has them, and for the stdlib modules (fingerprint, recover) that name the kanban
+#: tables. :mod:`kanban_migrate.head` defines the schema itself; ``tests/test_safety_upgrade.py``
+#: checks that these are its names.
+HEAD_NAMES: dict[str, tuple[str, ...]] = {
+    "tasks": (
+        "id", "title", "body", "assignee", "status", "priority", "created_by", "created_at", "started_at",
+        "completed_at", "workspace_kind", "workspace_path", "branch_name", "project_id", "claim_lock",
+        "claim_expires", "tenant", "result", "idempotency_key", "consecutive_failures", "worker_pid",
+        "worker_started_at", "last_failure_error", "max_runtime_seconds", "last_heartbeat_at", "current_run_id",
+        "workflow_template_id", "current_step_key", "skills", "model_override", "provider_override",
+        "reasoning_effort", "max_retries", "goal_mode", "goal_max_turns", "session_id", "block_kind",
+        "block_recurrences", "completion_contract", "worker_contract",
+    ),
+    "task_links": ("parent_id", "child_id"),
+    "task_comments": ("id", "task_id", "author", "body", "created_at"),
+    "task_events": ("id", "task_id", "run_id", "kind", "payload", "created_at"),
+    "task_runs": (
+        "id", "task_id", "profile", "step_key", "status", "claim_lock", "claim_expires", "worker_pid",
+        "worker_started_at", "max_runtime_seconds", "last_heartbeat_at", "started_at", "ended_at", "outcome",
+        "summary", "metadata", "error",
+    ),
+    "task_attachments": (
+        "id", "task_id", "filename", "stored_path", "content_type", "size", "uploaded_by", "created_at",
+    ),
+    "kanban_notify_subs": (
+        "task_id", "platform", "chat_id", "thread_id", "user_id", "user_id_alt", "chat_type",
+        "notifier_profile", "delivery_mode", "delivery_metadata", "created_at", "last_event_id",
+        "last_ping_event_id",
+    ),
+}
+HEAD_INDEXES: tuple[str, ...] = (
+    "idx_attachments_task", "idx_comments_task", "idx_events_run", "idx_events_task", "idx_links_child",
+    "idx_links_parent", "idx_notify_task", "idx_runs_status", "idx_runs_task", "idx_tasks_assignee_status",
+    "idx_tasks_idempotency", "idx_tasks_session_id", "idx_tasks_status", "idx_tasks_tenant",
+)
+#: The board's own tables, in head's order.
+KANBAN_TABLES: tuple[str, ...] = tuple(HEAD_NAMES)
+#: Tables SQLite and Alembic keep: never the board's data.
+INTERNAL_TABLES = frozenset({"sqlite_sequence", "sqlite_stat1", "sqlite_stat2", "sqlite_stat3", "sqlite_stat4",
+                             "alembic_version"})
 
 
 def quote(name: str) -> str:

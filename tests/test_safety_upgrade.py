@@ -29,7 +29,8 @@ import pytest
 
 from conftest import dir_state, sha256
 from kanban_migrate import head, schema
-from kanban_migrate.upgrading import HEAD_INDEXES, HEAD_NAMES, upgrade
+from kanban_migrate.schema import HEAD_INDEXES, HEAD_NAMES, KANBAN_TABLES
+from kanban_migrate.upgrading import upgrade
 
 ROOT = os.geteuid() == 0
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("HERMES")}
@@ -692,6 +693,7 @@ def test_two_upgrades_at_once_never_fail(board_cache, tmp_path):
 # ---- the fast path's view of head is head ---------------------------------------------------------------------------
 def test_fast_path_head_names_are_heads():
     assert {t.name: tuple(c.name for c in t.columns) for t in head.metadata.tables.values()} == HEAD_NAMES
+    assert tuple(head.metadata.tables) == KANBAN_TABLES
     assert sorted(ix.name for t in head.metadata.tables.values() for ix in t.indexes) == sorted(HEAD_INDEXES)
 
 

@@ -13,28 +13,17 @@ import sqlite3
 from pathlib import Path
 
 from ..backup import fsync_dir, inherit_access
+from ..errors import os_cause
 
 CHUNK = 1 << 20
-
-_ENV = {
-    errno.ENOSPC: "no space left on the device",
-    errno.EDQUOT: "the disk quota is exceeded",
-    errno.EFBIG: "a file-size limit was reached",
-    errno.EROFS: "the folder is on a read-only file system",
-    errno.EACCES: "permission denied",
-    errno.EPERM: "operation not permitted",
-    errno.ENAMETOOLONG: "a file name would be too long",
-    errno.EMLINK: "too many links",
-    errno.EIO: "an input/output error",
-}
-
 
 def environment_cause(exc: BaseException) -> str | None:
     """What in the machine (not the board) stopped the run, or None: disk full, file-size limit,
     read-only or forbidden folder, a name too long; SQLite's own words for the same failures."""
-    if isinstance(exc, OSError) and exc.errno in _ENV:
+    cause = os_cause(exc)
+    if cause is not None:
         where = f": {exc.filename}" if exc.filename else ""
-        return f"{_ENV[exc.errno]}{where}"
+        return f"{cause}{where}"
     if isinstance(exc, sqlite3.OperationalError):
         text = str(exc).lower()
         if "disk is full" in text:

@@ -19,9 +19,9 @@ from pathlib import Path
 from ..salvage.dump import LostAndFound, readable, table_statement
 from ..salvage.sqlschema import (create_index_sql, parse_create_index, parse_create_table, quote_ident,
                                   uncopied_clauses)
+from ..schema import INTERNAL_TABLES
 from .report import RecoverReport, TableReport
 
-INTERNAL = {"sqlite_sequence", "sqlite_stat1", "sqlite_stat2", "sqlite_stat3", "sqlite_stat4", "alembic_version"}
 BATCH = 2000
 # a row refused for what it holds (not for a failing disk, which must stop the run)
 ROW_ERRORS = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError, OverflowError, ValueError)
@@ -110,7 +110,7 @@ def load(result, staging: Path, report: RecoverReport, shapes: dict) -> int:
         lost = _Lost(conn, result.tables)
         created: dict[str, list[str]] = {}
         for name, t in result.tables.items():
-            if name in INTERNAL or name.lower().startswith("sqlite_"):
+            if name in INTERNAL_TABLES or name.lower().startswith("sqlite_"):
                 continue
             have = _create(conn, name, t, shapes, report)
             tr = report.tables.setdefault(name, TableReport(name))

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from ..backup import inherit_access
-from ..board import DEFAULT_BUSY_TIMEOUT, MAGIC, _uri, sidecar
+from ..board import DEFAULT_BUSY_TIMEOUT, MAGIC, check_sidecars, sidecar, uri
 from ..errors import (BoardBusy, EnvironmentFailure, ExitCode, KanbanMigrateError, MissingBoard, NotABoard,
                       Refused, UsageError)
 from . import swap
@@ -51,9 +51,7 @@ def _check_input(path: Path, shown: str) -> None:
     if st.st_size == 0:
         raise Refused("empty file (0 bytes): there is nothing to recover",
                       "a new board can be made with 'kanban-migrate upgrade --create'", path=shown)
-    from ..board import _check_sidecars  # a FIFO or device as -wal/-journal/-shm: refused, never opened
-
-    _check_sidecars(Path(os.path.realpath(path)), shown)
+    check_sidecars(Path(os.path.realpath(path)), shown)  # a FIFO or device there: refused, never opened
 
 
 def _check_targets(board: Path, out: Path | None, dump: Path | None) -> None:
@@ -111,7 +109,7 @@ def check_final(path: Path, *, integrity: bool = True) -> str | None:
         return "a WAL is still pending"
     if not integrity:
         return None
-    conn = sqlite3.connect(_uri(path, mode="ro", immutable="1"), uri=True)
+    conn = sqlite3.connect(uri(path, mode="ro", immutable="1"), uri=True)
     try:
         rows = [r[0] for r in conn.execute("PRAGMA integrity_check")]
     except sqlite3.DatabaseError as exc:
@@ -337,7 +335,7 @@ class _Run:
     def _write_dump(self, staging: Path) -> None:
         from ..salvage.dump import dump_database
 
-        conn = sqlite3.connect(_uri(staging, mode="ro"), uri=True)
+        conn = sqlite3.connect(uri(staging, mode="ro"), uri=True)
         try:
             fd = os.open(self.dump_tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             self.made.add(self.dump_tmp)
@@ -451,7 +449,7 @@ class _Run:
 
 
 def _count(db: Path, table: str) -> int:
-    conn = sqlite3.connect(_uri(db, mode="ro"), uri=True)
+    conn = sqlite3.connect(uri(db, mode="ro"), uri=True)
     try:
         return conn.execute(f'SELECT COUNT(*) FROM "{table}"').fetchone()[0]
     except sqlite3.Error:
@@ -461,11 +459,12 @@ def _count(db: Path, table: str) -> int:
 
 
 def _missing_tasks(staging: Path) -> list[str]:
-    conn = sqlite3.connect(_uri(staging, mode="ro"), uri=True)
+    from .. import head
+
+    conn = sqlite3.connect(uri(staging, mode="ro"), uri=True)
     try:
         have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        parts = [f"SELECT task_id FROM {t}" for t in ("task_events", "task_runs", "task_comments",
-                                                      "task_attachments", "kanban_notify_subs") if t in have]
+        parts = [f"SELECT {col} AS task_id FROM {t}" for t, col in head.TASK_CHILDREN.items() if t in have]
         if not parts:
             return []
         sql = (f"SELECT DISTINCT task_id FROM ({' UNION ALL '.join(parts)}) "

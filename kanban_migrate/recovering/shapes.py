@@ -15,10 +15,9 @@ from functools import lru_cache
 
 from .. import head, history
 from ..salvage import TableShape
+from ..schema import KANBAN_TABLES
 
 TASK_ID = re.compile(r"t_[0-9a-f]{4,8}")
-KANBAN = ("tasks", "task_links", "task_comments", "task_events", "task_runs", "task_attachments",
-          "kanban_notify_subs")
 
 
 def _looks_like_json(value) -> bool:
@@ -71,9 +70,9 @@ def _hints(table: str) -> dict:
 def _layouts() -> dict[str, dict[tuple, tuple[str, str, int]]]:
     """table -> {layout: (create sql, label, columns of the table as first created)}; a layout is
     the (name, declared type, primary-key position) of each column in physical order."""
-    out: dict[str, dict[tuple, tuple[str, str, int]]] = {t: {} for t in KANBAN}
+    out: dict[str, dict[tuple, tuple[str, str, int]]] = {t: {} for t in KANBAN_TABLES}
     expected = head.expected()
-    for t in KANBAN:
+    for t in KANBAN_TABLES:
         sql = head.create_table_sql(head.metadata.tables[t])
         layout = tuple((c.name, c.type, c.pk) for c in expected.tables[t].columns.values())
         out[t][layout] = (sql, "head", len(layout))
@@ -84,7 +83,7 @@ def _layouts() -> dict[str, dict[tuple, tuple[str, str, int]]]:
             first = sqlite3.connect(":memory:")
             try:
                 history.build_schema(first, history.Shape(name, "", shape.steps[:1], shape.pre))
-                first_cols = {t: len(first.execute(f'PRAGMA table_info("{t}")').fetchall()) for t in KANBAN}
+                first_cols = {t: len(first.execute(f'PRAGMA table_info("{t}")').fetchall()) for t in KANBAN_TABLES}
             finally:
                 first.close()
             for t, sql in conn.execute("SELECT name, sql FROM sqlite_master WHERE type='table'"):

@@ -32,13 +32,12 @@ import sqlite3
 import time
 from pathlib import Path
 
-from ..backup import fsync_dir, inherit_access, list_backups
+from ..backup import QUARANTINE_KEEP, fsync_dir, inherit_access, list_backups
 from ..board import sidecar
 from ..errors import BoardBusy, Refused
 from .files import WORK_PREFIX, Made, copy_sparse, fsync_file, identity, place_new, present, remove, temp_path
 from .swapjournal import journal_path, next_journal_path
 
-QUARANTINE_KEEP = 10  # as the application: at most 10 quarantine copies per board
 ASIDE_SUFFIXES = ("-wal", "-journal", "")  # the main file last: it names the set
 
 
@@ -188,10 +187,10 @@ def build_image(rebuilt: Path, board: Path, image: Path, made: Made) -> Path:
     the image's main file is unlinked before its connection closes: SQLite does not checkpoint a
     database that has moved, so the WAL stays as written.
     """
-    from ..board import _uri
+    from ..board import uri
 
     wal, shm = sidecar(image, "-wal"), sidecar(image, "-shm")
-    src = sqlite3.connect(_uri(rebuilt, mode="ro", immutable="1"), uri=True, isolation_level=None)
+    src = sqlite3.connect(uri(rebuilt, mode="ro", immutable="1"), uri=True, isolation_level=None)
     try:
         page_size = src.execute("PRAGMA page_size").fetchone()[0]
         pages = src.execute("PRAGMA page_count").fetchone()[0]

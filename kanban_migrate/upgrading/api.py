@@ -26,45 +26,11 @@ from ..errors import (
     NewerRevision,
     NotABoard,
     Refused,
+    os_cause,
 )
 from ..revisions import HEAD, REVISIONS, known, pending_after
+from ..schema import HEAD_INDEXES, HEAD_NAMES
 from .result import StatusResult, UpgradeResult
-
-#: Every table, column and index of head, for the fast path's check that a board stamped at head
-#: really has them (standard library only; tests check it equals kanban_migrate.head).
-HEAD_NAMES: dict[str, tuple[str, ...]] = {
-    "tasks": (
-        "id", "title", "body", "assignee", "status", "priority", "created_by", "created_at", "started_at",
-        "completed_at", "workspace_kind", "workspace_path", "branch_name", "project_id", "claim_lock",
-        "claim_expires", "tenant", "result", "idempotency_key", "consecutive_failures", "worker_pid",
-        "worker_started_at", "last_failure_error", "max_runtime_seconds", "last_heartbeat_at", "current_run_id",
-        "workflow_template_id", "current_step_key", "skills", "model_override", "provider_override",
-        "reasoning_effort", "max_retries", "goal_mode", "goal_max_turns", "session_id", "block_kind",
-        "block_recurrences", "completion_contract", "worker_contract",
-    ),
-    "task_links": ("parent_id", "child_id"),
-    "task_comments": ("id", "task_id", "author", "body", "created_at"),
-    "task_events": ("id", "task_id", "run_id", "kind", "payload", "created_at"),
-    "task_runs": (
-        "id", "task_id", "profile", "step_key", "status", "claim_lock", "claim_expires", "worker_pid",
-        "worker_started_at", "max_runtime_seconds", "last_heartbeat_at", "started_at", "ended_at", "outcome",
-        "summary", "metadata", "error",
-    ),
-    "task_attachments": (
-        "id", "task_id", "filename", "stored_path", "content_type", "size", "uploaded_by", "created_at",
-    ),
-    "kanban_notify_subs": (
-        "task_id", "platform", "chat_id", "thread_id", "user_id", "user_id_alt", "chat_type",
-        "notifier_profile", "delivery_mode", "delivery_metadata", "created_at", "last_event_id",
-        "last_ping_event_id",
-    ),
-}
-HEAD_INDEXES: tuple[str, ...] = (
-    "idx_attachments_task", "idx_comments_task", "idx_events_run", "idx_events_task", "idx_links_child",
-    "idx_links_parent", "idx_notify_task", "idx_runs_status", "idx_runs_task", "idx_tasks_assignee_status",
-    "idx_tasks_idempotency", "idx_tasks_session_id", "idx_tasks_status", "idx_tasks_tenant",
-)
-
 
 def missing_at_head(conn: sqlite3.Connection) -> list[str]:
     """What a board stamped at head lacks of head's tables, columns and indexes (one query,
@@ -108,13 +74,13 @@ def mismatch_note(revision: str, missing: list[str]) -> str:
             f"is re-applied, each adds only what is missing")
 
 
-def _read_stamp(bf: _board.BoardFile, busy_timeout: float, shown: str) -> tuple[str | None, bool]:
-    """The stamp, and whether it is head with head's schema really there (the cheap check)."""
+def _reading(bf: _board.BoardFile, busy_timeout: float, shown: str, read):
+    """``read(conn)`` on a read-only connection to the board; a SQLite error becomes the refusal
+    :func:`kanban_migrate.board.translate` words, and every refusal names ``shown``."""
     try:
         conn = _board.open_ro(bf, busy_timeout=busy_timeout)
         try:
-            revision = _board.read_revision(conn)
-            return revision, revision == HEAD and not missing_at_head(conn)
+            return read(conn)
         finally:
             conn.close()
     except sqlite3.Error as exc:
@@ -122,6 +88,15 @@ def _read_stamp(bf: _board.BoardFile, busy_timeout: float, shown: str) -> tuple[
     except KanbanMigrateError as exc:
         exc.path = exc.path or shown
         raise
+
+
+def _read_stamp(bf: _board.BoardFile, busy_timeout: float, shown: str) -> tuple[str | None, bool]:
+    """The stamp, and whether it is head with head's schema really there (the cheap check)."""
+    def read(conn):
+        revision = _board.read_revision(conn)
+        return revision, revision == HEAD and not missing_at_head(conn)
+
+    return _reading(bf, busy_timeout, shown, read)
 
 
 def is_current(path: str | os.PathLike, *, busy_timeout: float = _board.DEFAULT_BUSY_TIMEOUT) -> bool:
@@ -135,21 +110,12 @@ def _inspect(bf: _board.BoardFile, busy_timeout: float, shown: str):
     from ..fingerprint import fingerprint
     from ..schema import snapshot
 
-    try:
-        conn = _board.open_ro(bf, busy_timeout=busy_timeout)
-        try:
-            revision = _board.read_revision(conn)
-            snap = snapshot(conn)
-            fp = fingerprint(snap)
-            objects = conn.execute("SELECT type, name FROM sqlite_master").fetchall()
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:
-        raise _board.translate(exc, shown) from None
-    except KanbanMigrateError as exc:
-        exc.path = exc.path or shown
-        raise
-    return revision, fp, snap, objects
+    def read(conn):
+        revision = _board.read_revision(conn)
+        snap = snapshot(conn)
+        return revision, fingerprint(snap), snap, conn.execute("SELECT type, name FROM sqlite_master").fetchall()
+
+    return _reading(bf, busy_timeout, shown, read)
 
 
 def _name_conflicts(objects: list[tuple[str, str]], shown: str) -> None:
@@ -329,24 +295,13 @@ def _backup(bf: _board.BoardFile, busy_timeout: float, shown: str) -> tuple[Path
     from ..backup import make_backup
 
     try:
-        conn = _board.open_ro(bf, busy_timeout=busy_timeout)
-        try:
-            return make_backup(conn, bf.path)
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:
-        raise _board.translate(exc, shown) from None
+        return _reading(bf, busy_timeout, shown, lambda conn: make_backup(conn, bf.path))
     except OSError as exc:
         raise _environment(exc, shown, "making the pre-upgrade backup") from None
 
 
 def _environment(exc: OSError, shown: str, doing: str) -> KanbanMigrateError:
-    import errno
-
-    why = {errno.ENOSPC: "the disk is full", errno.EFBIG: "the file-size limit was reached",
-           errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
-           errno.EPERM: "permission denied", errno.ENAMETOOLONG: "a file name is too long",
-           errno.EDQUOT: "the disk quota is exhausted"}.get(exc.errno, exc.strerror or str(exc))
+    why = os_cause(exc) or exc.strerror or str(exc)
     return EnvironmentFailure(f"{why} while {doing} ({exc.strerror})", "fix that and rerun; nothing was changed",
                               path=shown)
 
@@ -397,11 +352,7 @@ def _committed_stamp(bf: _board.BoardFile, busy_timeout: float) -> tuple[bool, s
     """``(read, stamp)``: the stamp now in the file, re-read after a failure (the truth about
     what was committed; ``read`` is False when even that read failed)."""
     try:
-        conn = _board.open_ro(bf, busy_timeout=min(busy_timeout, 10.0))
-        try:
-            return True, _board.read_revision(conn)
-        finally:
-            conn.close()
+        return True, _board.stamp_of(bf, busy_timeout=min(busy_timeout, 10.0))
     except (sqlite3.Error, KanbanMigrateError):
         return False, None
 
