@@ -1,10 +1,9 @@
-"""Shared test helpers, and the engine pytest-alembic's built-in tests run against."""
+"""Fixtures: the boards tests work on, and the engine pytest-alembic's built-in tests run against.
+Helpers are in ``support.py``."""
 
 from __future__ import annotations
 
-import hashlib
 import shutil
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -12,8 +11,8 @@ import pytest
 from kanban_migrate import fixtures as fx
 from kanban_migrate.upgrading.chain import make_config, make_engine
 
-ROOT = Path(__file__).resolve().parents[1]
-CORPUS = ROOT.parent / "shared" / "corpora" / "sqlite-forensic-corpus-v2.0"
+# test_cli.py (issue 11's) still imports these from here.
+from support import CORPUS, ROOT, dir_state, pragma_rows, rows, sha256, tables  # noqa: E402,F401
 
 
 # ---- pytest-alembic ------------------------------------------------------------------------------
@@ -60,43 +59,3 @@ def make_board(board_cache, tmp_path):
         return dest
 
     return make
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def dir_state(directory: Path) -> dict[str, str]:
-    """Every file below ``directory`` with its hash: a refusal must leave this unchanged."""
-    return {
-        str(p.relative_to(directory)): (sha256(p) if p.is_file() else "<dir>")
-        for p in sorted(Path(directory).rglob("*"))
-    }
-
-
-def rows(path: Path, table: str) -> list[dict]:
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute(f'SELECT rowid AS _rowid_, * FROM "{table}" ORDER BY rowid')]
-    except sqlite3.OperationalError:  # WITHOUT ROWID
-        return [dict(r) for r in conn.execute(f'SELECT * FROM "{table}"')]
-    finally:
-        conn.close()
-
-
-def tables(path: Path) -> list[str]:
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        return [r[0] for r in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
-    finally:
-        conn.close()
-
-
-def pragma_rows(path: Path, pragma: str) -> list[tuple]:
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        return conn.execute(f"PRAGMA {pragma}").fetchall()
-    finally:
-        conn.close()

@@ -69,11 +69,25 @@ def overflow_pages(path: Path, table: str) -> list[int]:
             or pg not in tree and pg > 1 and any(_page(data, pg, ps)[4:64])]
 
 
-def write_page(path: Path, pgno: int, content: bytes) -> None:
-    ps = page_size(path)
+def write_page(path: Path, pgno: int, content: bytes, *, ps: int | None = None) -> None:
+    """Page ``pgno`` becomes ``content`` (cut or zero-padded to the page). ``ps``: the page size,
+    for a file whose header no longer says it."""
+    ps = ps or page_size(path)
     with open(path, "r+b") as fh:
         fh.seek((pgno - 1) * ps)
         fh.write(content[:ps].ljust(ps, b"\0"))
+
+
+def zero_page(path: Path, pgno: int, *, ps: int | None = None) -> None:
+    write_page(path, pgno, b"", ps=ps)
+
+
+def garble_root(path: Path, table: str, rng: random.Random) -> int:
+    """The root page of ``table`` overwritten with random bytes (an interior page, on a big
+    table: every row below it is cut off from the b-tree)."""
+    pg = root_of(path, table)
+    write_page(path, pg, rng.randbytes(page_size(path)))
+    return pg
 
 
 def leaf_pages(path: Path, table: str) -> list[int]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import corruption as C
-from conftest import dir_state
+from support import dir_state
 from kanban_migrate.upgrading import upgrade
 
 

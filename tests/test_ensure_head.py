@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import corruption as C
-from conftest import dir_state, pragma_rows, rows, sha256, tables
+from support import dir_state, pragma_rows, rows, sha256, tables
 from kanban_migrate import ensure, fixtures, head
 from kanban_migrate.errors import BoardBusy, CorruptBoard, ExitCode, MissingBoard, NotABoard
 from kanban_migrate.upgrading import upgrade

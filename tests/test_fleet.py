@@ -25,7 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import dir_state, sha256
+import corruption as C
+from support import dir_state, sha256
 from kanban_migrate import fixtures as fx
 from kanban_migrate import fleet
 from kanban_migrate.backup import list_backups
@@ -49,31 +50,16 @@ def run_cli(*args, timeout=600):
                           text=True, timeout=timeout, env=env_without_hermes())
 
 
-def garbage(n: int, seed: int) -> bytes:
-    return random.Random(seed).randbytes(n)
-
-
 def corrupt_interior_page(path: Path) -> None:
-    """Overwrite the root page of ``tasks`` (an interior table page) after quick_check said ok."""
-    conn = sqlite3.connect(path)
+    """The root page of ``tasks`` (an interior page) garbled after quick_check said ok."""
+    conn = sqlite3.connect(path)  # read-write, so that closing it leaves no -wal/-shm behind
     try:
         assert conn.execute("PRAGMA quick_check").fetchall() == [("ok",)]
-        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-        root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name='tasks'").fetchone()[0]
     finally:
         conn.close()
-    with open(path, "r+b") as fh:
-        fh.seek((root - 1) * page_size)
-        assert fh.read(1) == b"\x05", "the tasks root should be an interior table page"
-        fh.seek((root - 1) * page_size)
-        fh.write(garbage(page_size, root))
-
-
-def corrupt_schema_page(path: Path) -> None:
-    """Overwrite page 1 past the 100-byte file header: sqlite_master cannot be read."""
-    with open(path, "r+b") as fh:
-        fh.seek(100)
-        fh.write(garbage(4096 - 100, 1))
+    root = C.root_of(path, "tasks")
+    assert C.btree_pages(path, root)[root] == 0x05, "the tasks root should be an interior table page"
+    C.garble_root(path, "tasks", random.Random(root))
 
 
 def write_board_json(d: Path, slug: str, archived: bool = False) -> None:
@@ -133,7 +119,7 @@ def pristine_home(board_cache, head_board, tmp_path_factory):
 
     corrupt_interior_page(home / CORRUPT_INTERIOR)
     expected[CORRUPT_INTERIOR] = expected[CORRUPT_INTERIOR][:2] + ("needs-upgrade", "damaged")
-    corrupt_schema_page(home / CORRUPT_SCHEMA)
+    C.damage_schema_page(home / CORRUPT_SCHEMA, random.Random(1))
     expected[CORRUPT_SCHEMA] = expected[CORRUPT_SCHEMA][:2] + ("damaged", "damaged")
     for rel in (CORRUPT_INTERIOR, CORRUPT_SCHEMA):
         conn = sqlite3.connect(f"file:{home / rel}?mode=ro&immutable=1", uri=True)

@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from conftest import pragma_rows, rows, sha256
+from support import pragma_rows, rows, sha256
 from kanban_migrate import board, fixtures, history
 from kanban_migrate.upgrading import upgrade
 

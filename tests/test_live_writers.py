@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from conftest import pragma_rows
+from support import pragma_rows
 from kanban_migrate import head, schema
 from kanban_migrate.upgrading import upgrade
 

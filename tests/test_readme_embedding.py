@@ -8,7 +8,7 @@ import re
 import sqlite3
 
 import corruption as C
-from conftest import ROOT, pragma_rows, rows
+from support import ROOT, pragma_rows, rows
 from kanban_migrate import head
 from kanban_migrate.upgrading import upgrade
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import corruption as C
-from conftest import dir_state, pragma_rows, rows, sha256
+from support import dir_state, pragma_rows, rows, sha256
 from kanban_migrate import head, schema
 from kanban_migrate.board import journal_mode_for
 from kanban_migrate.errors import ExitCode, Refused

@@ -24,7 +24,7 @@ from urllib.parse import quote
 import pytest
 
 import corruption as C
-from conftest import dir_state, sha256
+from support import dir_state, sha256
 from kanban_migrate.errors import BoardBusy, ExitCode, UsageError
 from kanban_migrate.recovering import recover
 

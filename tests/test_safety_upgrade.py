@@ -27,7 +27,7 @@ from typing import Callable
 
 import pytest
 
-from conftest import dir_state, sha256
+from support import dir_state, sha256
 from kanban_migrate import head, schema
 from kanban_migrate.schema import HEAD_INDEXES, HEAD_NAMES, KANBAN_TABLES
 from kanban_migrate.upgrading import upgrade

@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 
 from kanban_migrate.salvage import salvage
+from support import CORPUS
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared/corpora/sqlite-forensic-corpus-v2.0"
 
 WELL_FORMED = ["01", "02", "03", "04", "05", "06", "07", "08", "09", "0A", "0B", "0C", "0D", "0E"]
 ANTI_FORENSIC = ["11", "12", "13", "14", "15", "16", "17", "18", "19"]

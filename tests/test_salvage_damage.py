@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+import corruption as C
 from kanban_migrate.salvage import TableShape, salvage, wal_summary, write_dump
 from kanban_migrate.salvage.fileformat import (DbHeader, decode_record, local_payload_size,
                                                 read_varint, read_varint_signed)
@@ -167,17 +168,6 @@ def _copy(board, tmp_path, name="damaged.db") -> Path:
     return dst
 
 
-def _write_page(path: Path, pgno: int, data: bytes) -> None:
-    assert len(data) == PAGE
-    with open(path, "r+b") as f:
-        f.seek((pgno - 1) * PAGE)
-        f.write(data)
-
-
-def _zero(path: Path, pgno: int) -> None:
-    _write_page(path, pgno, bytes(PAGE))
-
-
 def _check(res, truth, *, allow=None) -> dict[str, int]:
     """No invented rows: every row returned matches the truth. Returns rows recovered per table.
 
@@ -231,7 +221,7 @@ def test_table_leaf_overwritten(board, tmp_path):
     path = _copy(board, tmp_path)
     leaves = _pages_of(board, "task_events", "leaf")
     victim = leaves[len(leaves) // 2]
-    _write_page(path, victim, random.Random(1).randbytes(PAGE))
+    C.write_page(path, victim, random.Random(1).randbytes(PAGE), ps=PAGE)
     res = salvage(path)
     got = _check(res, board["truth"])
     assert sum(got.values()) >= _total(board["truth"]) - _leaf_cells(board, victim)
@@ -245,7 +235,7 @@ def test_interior_page_zeroed(board, tmp_path):
     interior = [p for n, pth, p, t, _c in board["pages"]
                 if n == "task_events" and t == "internal" and pth != "/"]
     assert interior, "fixture too small: task_events needs a two-level b-tree"
-    _zero(path, interior[0])
+    C.zero_page(path, interior[0], ps=PAGE)
     res = salvage(path)
     got = _check(res, board["truth"])
     assert got == {k: len(v) for k, v in board["truth"].items()}
@@ -259,7 +249,7 @@ def test_root_page_zeroed(board, tmp_path, table):
     and are matched back to the table through the surviving schema's column shape."""
     path = _copy(board, tmp_path)
     root = next(p for n, pth, p, _t, _c in board["pages"] if n == table and pth == "/")
-    _zero(path, root)
+    C.zero_page(path, root, ps=PAGE)
     res = salvage(path)
     got = _check(res, board["truth"])
     assert got == {k: len(v) for k, v in board["truth"].items()}
@@ -271,7 +261,7 @@ def test_index_pages_only(board, tmp_path):
     path = _copy(board, tmp_path)
     idx_pages = [p for n, _pth, p, _t, _c in board["pages"] if n.startswith(("idx_", "sqlite_autoindex"))]
     for p in idx_pages:
-        _zero(path, p)
+        C.zero_page(path, p, ps=PAGE)
     res = salvage(path)
     got = _check(res, board["truth"])
     assert got == {k: len(v) for k, v in board["truth"].items()}
@@ -345,7 +335,7 @@ def test_overflow_page_broken(board, tmp_path):
         if n == "tasks" and t == "overflow":
             chains[pth[:pth.index("+")]].append((pth, p))
     cell, pages = next((k, sorted(v)) for k, v in chains.items() if len(v) >= 3)
-    _zero(path, pages[1][1])
+    C.zero_page(path, pages[1][1], ps=PAGE)
     res = salvage(path)
     got = _check(res, board["truth"])
     assert got["tasks"] == len(board["truth"]["tasks"]) - 1
@@ -372,7 +362,7 @@ def test_schema_root_page_zeroed(board, tmp_path):
     schema_pages = _pages_of(board, "sqlite_schema")
     assert len(schema_pages) > 1, "fixture: sqlite_schema must span several pages"
     path = _copy(board, tmp_path)
-    _zero(path, 1)
+    C.zero_page(path, 1, ps=PAGE)
     res = salvage(path)
     assert res.page_size == PAGE
     assert {"tasks", "task_events", "task_comments"} <= {e.name for e in res.schema}
@@ -385,7 +375,7 @@ def test_schema_destroyed_tables_found_by_shape(board, tmp_path):
     record goes to lost_and_found; with the caller's shapes every row comes back (floor 100%)."""
     path = _copy(board, tmp_path)
     for p in _pages_of(board, "sqlite_schema"):
-        _zero(path, p)
+        C.zero_page(path, p, ps=PAGE)
     bare = salvage(path)
     assert bare.schema == []
     assert _check(bare, board["truth"]) == {"tasks": 0, "task_events": 0, "task_comments": 0}
@@ -405,7 +395,7 @@ def test_garbage_freelist_trunk(board, tmp_path):
     path = _copy(board, tmp_path)
     hdr = DbHeader.parse(path.read_bytes()[:100])
     assert hdr.freelist_trunk
-    _write_page(path, hdr.freelist_trunk, random.Random(3).randbytes(PAGE))
+    C.write_page(path, hdr.freelist_trunk, random.Random(3).randbytes(PAGE), ps=PAGE)
     for include in (False, True):
         res = salvage(path, include_freelist=include)
         got = _check(res, board["truth"] if not include else board["before_delete"])
@@ -456,7 +446,7 @@ def test_wal_commits_beside_damaged_main_file(tmp_path):
     pages = con.execute("SELECT pageno, ncell FROM dbstat WHERE name='task_events' AND pagetype='leaf'").fetchall()
     con.close()
     victim, ncell = next((p, c) for p, c in pages if p not in idx.offsets)
-    _zero(snap, victim)
+    C.zero_page(snap, victim, ps=PAGE)
     res = salvage(snap)
     assert res.wal is not None and res.wal.committed_frames == s.committed_frames
     got = _check(res, truth)
@@ -556,9 +546,9 @@ def test_write_dump_damaged_board_loads(board, tmp_path):
     holds exactly the salvaged rows."""
     path = _copy(board, tmp_path)
     for p in _pages_of(board, "sqlite_schema"):
-        _zero(path, p)
+        C.zero_page(path, p, ps=PAGE)
     leaves = _pages_of(board, "task_events", "leaf")
-    _write_page(path, leaves[3], random.Random(2).randbytes(PAGE))
+    C.write_page(path, leaves[3], random.Random(2).randbytes(PAGE), ps=PAGE)
     res = salvage(path, shapes=SHAPES)
     # a duplicate primary key (an old copy of a task under another rowid) must not break loading
     t = res.tables["tasks"]
@@ -722,7 +712,7 @@ def test_same_shape_tables_use_structure(tmp_path, auto_vacuum):
     con.close()
     truth = {t: _truth_of(path, t) for t in ("task_events", "task_events_archive")}
     victim = next(p for pth, p in pages if pth != "/")
-    _zero(path, victim)
+    C.zero_page(path, victim, ps=PAGE)
     res = salvage(path)
     got = _check(res, truth)
     assert got == {k: len(v) for k, v in truth.items()}
@@ -757,7 +747,7 @@ def _freed_leaves_board(path: Path, *, twin: bool = False):
     hdr = DbHeader.parse(path.read_bytes()[:100])
     assert hdr.freelist_trunk, "the delete should have freed pages"
     # a garbage trunk lists nothing: the freed leaves look like orphan leaves
-    _write_page(path, hdr.freelist_trunk, random.Random(3).randbytes(PAGE))
+    C.write_page(path, hdr.freelist_trunk, random.Random(3).randbytes(PAGE), ps=PAGE)
     return before
 
 
@@ -774,7 +764,7 @@ def test_freed_leaves_of_a_completely_read_table_are_stale(tmp_path):
     con = sqlite3.connect(path)
     comments_root = con.execute("SELECT rootpage FROM sqlite_master WHERE name='task_comments'").fetchone()[0]
     con.close()
-    _zero(path, comments_root)
+    C.zero_page(path, comments_root, ps=PAGE)
 
     res = salvage(path, shapes=SHAPES)
     events = res.tables["task_events"]

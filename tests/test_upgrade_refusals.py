@@ -10,7 +10,7 @@ import sys
 import time
 
 
-from conftest import dir_state
+from support import dir_state
 from kanban_migrate.errors import ExitCode
 
 

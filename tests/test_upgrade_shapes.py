@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import pragma_rows, rows, sha256, tables
+from support import pragma_rows, rows, sha256, tables
 from kanban_migrate import fixtures, head, schema
 from kanban_migrate.board import journal_mode_for
 from kanban_migrate.fingerprint import LEGACY_COLUMNS
