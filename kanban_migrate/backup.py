@@ -173,13 +173,6 @@ def make_backup(source: sqlite3.Connection, board: Path) -> tuple[Path, bool]:
     return final, made
 
 
-def backup_board(source: sqlite3.Connection, board: Path, *, keep: int = KEEP) -> Path:
-    """:func:`make_backup`, then prune to the ``keep`` newest pre-upgrade backups."""
-    final, _made = make_backup(source, board)
-    prune(board, keep=keep, kind="pre-upgrade")
-    return final
-
-
 _SIDECAR_SUFFIXES = ("-wal", "-shm", "-journal")
 
 

@@ -274,10 +274,6 @@ def at(rev: str, item) -> bool:
     return _rank(since(item)) <= _rank(rev)
 
 
-def table_names() -> list[str]:
-    return list(metadata.tables)
-
-
 def columns_added_by(table: str, rev: str) -> list[Column]:
     """The head columns of ``table`` that revision ``rev`` introduces, in the add-if-missing order."""
     cols = [c for c in metadata.tables[table].columns if since(c) == rev]
@@ -331,9 +327,17 @@ def create_table_sql(table: Table, *, name: str | None = None, upto: str = HEAD,
     does not know (see :func:`raw_column`). ``name`` renames the table (table rebuilds).
     """
     md = MetaData()
-    cols = [c._copy() for c in table.columns if at(upto, c) or c.name in keep]
+    cols = [_fresh(c) for c in table.columns if at(upto, c) or c.name in keep]
     t = Table(name or table.name, md, *cols, *extra, **table.dialect_kwargs)
     return str(CreateTable(t).compile(dialect=DIALECT)).strip()
+
+
+def _fresh(col: Column) -> Column:
+    """A new Column like head's ``col`` (a Column belongs to one Table), from the public attributes
+    :func:`_c` sets."""
+    return Column(col.name, col.type, primary_key=col.primary_key, nullable=col.nullable,
+                  server_default=col.server_default.arg if col.server_default is not None else None,
+                  autoincrement=col.autoincrement, info=dict(col.info))
 
 
 def create_index_sql(index: Index, *, if_not_exists: bool = False) -> str:

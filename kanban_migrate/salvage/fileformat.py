@@ -390,16 +390,8 @@ class PageHeader:
     header_size: int        # 8 (leaf) or 12 (interior)
 
     @property
-    def is_leaf(self) -> bool:
-        return self.page_type in (PAGE_TABLE_LEAF, PAGE_INDEX_LEAF)
-
-    @property
     def is_table(self) -> bool:
         return self.page_type in (PAGE_TABLE_LEAF, PAGE_TABLE_INTERIOR)
-
-    @property
-    def cell_pointer_offset(self) -> int:
-        return self.header_offset + self.header_size
 
 
 _BTHDR = struct.Struct(">BHHHB")

@@ -33,10 +33,6 @@ def _conn() -> sqlite3.Connection:
     return op.get_bind().connection.driver_connection
 
 
-def offline() -> bool:
-    return op.get_context().as_sql
-
-
 def run(sql: str) -> None:
     """Execute one statement (online) or emit it and apply it to the shadow (offline)."""
     ctx = op.get_context()
