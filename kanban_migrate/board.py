@@ -225,6 +225,25 @@ def open_ro(board: BoardFile, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> 
     return conn
 
 
+def reading(board: BoardFile, read, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT, shown: str | None = None):
+    """``read(conn)`` on a read-only connection to the board (:func:`open_ro`), closed after; a
+    SQLite error becomes the refusal :func:`translate` words, and every refusal names ``shown``."""
+    from .errors import KanbanMigrateError
+
+    shown = shown or str(board.path)
+    try:
+        conn = open_ro(board, busy_timeout=busy_timeout)
+        try:
+            return read(conn)
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise translate(exc, shown) from None
+    except KanbanMigrateError as exc:
+        exc.path = exc.path or shown
+        raise
+
+
 def stamp_of(board: BoardFile, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> str | None:
     """The board's stamp (:func:`read_revision`) through a read-only connection opened and
     closed for it (:func:`open_ro`)."""
