@@ -30,6 +30,8 @@ class Fingerprint:
         return " ".join([self.shape, *(f"+{v}" for v in self.variants)])
 
 
+# One piece: a decision table over the shapes of spec section 4, in the order the application
+# grew them; each branch names its evidence.
 def fingerprint(s: Schema) -> Fingerprint:
     user_tables = [t for t in s.tables if t not in INTERNAL_TABLES]
     if not user_tables:

@@ -235,6 +235,7 @@ def write_dump(result, fp, *, lost_and_found: str = LOST_AND_FOUND,
     return stats
 
 
+# One piece: the per-row loop of the dump, with everything it needs computed once before it.
 def _write_rows(w, name: str, t, td: TableDef | None, indexes, lost: LostAndFound, stats: DumpStats) -> None:
     columns = list(t.columns)
     n = len(columns)

@@ -1,5 +1,8 @@
 """Low-level pieces of the SQLite file format, read without SQLite.
 
+One module (over 600 lines) because it is the one source of format facts the other salvage
+modules import.
+
 Everything here works on ``bytes`` (or anything ``struct.unpack_from`` accepts) and is
 bounds-checked by construction: a short or malformed buffer raises ``IndexError``,
 ``ValueError`` or ``struct.error`` (all caught by the engine), never loops and never

@@ -340,6 +340,7 @@ def _group_fit(cand, recs):
     return cand
 
 
+# One piece: one pass in evidence order whose group choices feed the later pages of the pass.
 def place_table_leaves(sv: Salvager, scan: OrphanScan) -> None:
     """Give each orphan table leaf to a table: the pointer map's owner if it fits, else the
     best-fitting candidate; pages with structural evidence first, freelist pages last."""

@@ -265,6 +265,7 @@ def candidates(tables, shape_map) -> list[Candidate]:
 _PICK_PROBE = 2      # records of a page's sample scored against every candidate first
 
 
+# One piece: one ordered ranking (the docstring's key), read top to bottom.
 def pick_candidate(missing: dict, cands: list[Candidate], recs, group_hint: str | None,
                     complete: set[str] = frozenset(), open_ended: set[str] = frozenset()):
     """The candidate whose shape the page's records fit best: (candidate, stale_tie).

@@ -1,5 +1,8 @@
 """A small tokenizer/parser for the CREATE statements kept in sqlite_schema.
 
+One module (over 600 lines) because it is one grammar: tokenizer, parser and the regeneration
+from the parsed form must agree on every construct.
+
 It understands what the salvage needs: column names and declared types, NOT NULL,
 literal DEFAULTs, PRIMARY KEY / UNIQUE column sets, the INTEGER PRIMARY KEY rowid alias,
 generated columns, WITHOUT ROWID and STRICT, and CREATE [UNIQUE] INDEX column lists.

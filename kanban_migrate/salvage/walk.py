@@ -1,5 +1,8 @@
 """The state of one salvage and the b-tree walks over it.
 
+One module (over 600 lines) because the walks and the state they update are one piece: every
+walk reads and claims pages through the same object.
+
 :class:`Salvager` is the one state object every phase works on (as the named states of
 SQLite's ``sqlite3recover.c`` share one recover object): the page source, which page belongs to
 what, the tables and their row streams, what was lost. A table's walk reads its leaves
@@ -209,6 +212,8 @@ class Salvager:
         return t
 
     # ---------------------------------------------------------------- cell decoding
+    # One piece: the hot loop of the salvage (every cell of every leaf). The cell header's varints
+    # are decoded inline, as in :meth:`leaf_rowids`, because a call per cell costs more than the decoding.
     def leaf_records(self, page, hdr: PageHeader, pgno: int, claimed_local: list[int], check_claims=True):
         """Decode the cells of a table-leaf page.
 
@@ -301,6 +306,7 @@ class Salvager:
                 bad += 1
         return out, bad, broken
 
+    # One piece for the same reason as :meth:`leaf_records`, whose cell-header decoding it repeats.
     def leaf_rowids(self, page, hdr: PageHeader, claimed_local: list[int]):
         """Read a table leaf structurally, without decoding records: (rowids, clean).
 
@@ -494,6 +500,8 @@ class Salvager:
                 t.add(rowid, fin(vals, rowid), "btree", pg)
 
     # ---------------------------------------------------------------- b-tree walks
+    # One piece: one traversal with an explicit stack, whose state (the current run of clean
+    # leaves, completeness, the first page) every step reads and updates.
     def walk_table(self, root: int, owner: str, cand: Candidate | None, table_name: str,
                    counters: TableSalvage | None, table: Table | None = None,
                    on_rows: Callable | None = None):

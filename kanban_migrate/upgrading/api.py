@@ -184,6 +184,8 @@ def _offline_sql(bf: _board.BoardFile, revision: str | None) -> str:
     return buf.getvalue()
 
 
+# One piece: the read-only look, in the order the refusals are promised (stamp, shape, names);
+# the writing phase is write.apply.
 def upgrade(
     path: str | os.PathLike,
     *,
