@@ -61,7 +61,7 @@ def test_not_sqlite_is_exit_1_not_a_crash(tmp_path):
     assert (f["check"], f["severity"]) == ("file", "error")
 
 
-def test_full_runs_integrity_check(tmp_path):
+def test_thorough_by_default_quick_on_request(tmp_path):
     import sqlite3
 
     path = make_board(tmp_path)
@@ -71,10 +71,13 @@ def test_full_runs_integrity_check(tmp_path):
                  "WHERE name = 'idx_tasks_status'")
     conn.commit()
     conn.close()
-    quick = json.loads(run("--json", path).output)
+    quick = json.loads(run("--json", "--quick", path).output)
+    default = json.loads(run("--json", path).output)
     full = json.loads(run("--json", "--full", path).output)
     assert not [f for f in quick["findings"] if f["check"] == "integrity"]  # quick_check skips index contents
-    assert [f for f in full["findings"] if f["check"] == "integrity" and "REINDEX" in f["hint"]]
+    assert [f for f in default["findings"] if f["check"] == "integrity" and "REINDEX" in f["hint"]]
+    assert full == default
+    assert run("--quick", "--full", path).exit_code == 2
 
 
 def test_without_db_verifies_the_boards_of_the_home(tmp_path):
@@ -95,10 +98,12 @@ def test_without_db_verifies_the_boards_of_the_home(tmp_path):
     assert res.exit_code == 0 and len(json.loads(res.output)) == 2
 
 
-def test_no_boards_found_is_usage(tmp_path):
+def test_no_boards_found_is_success(tmp_path):
     env = {"HERMES_KANBAN_DB": None, "HERMES_KANBAN_HOME": None, "HERMES_HOME": None}
     res = run("--home", tmp_path, env=env)
-    assert res.exit_code == 2 and "no boards found" in res.output
+    assert res.exit_code == 0 and "no boards found" in res.output
+    res = CliRunner().invoke(verify_command, ["--json", "--all", "--home", str(tmp_path)], env=env)
+    assert res.exit_code == 0 and json.loads(res.stdout) == []
 
 
 def test_home_with_a_db_is_usage(tmp_path):
