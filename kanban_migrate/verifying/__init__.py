@@ -55,6 +55,10 @@ def verify(path: str | os.PathLike, *, quick: bool = False, full: bool | None = 
         report = VerifyReport(shown)
         try:
             if _attempt_once(path, report, quick=quick, data=data, busy_timeout=busy_timeout, changed=changed):
+                if changed:
+                    report.findings.append(Finding("file", "info", "the board changed while it was checked (a "
+                                                                   "writer was at work): checked again"))
+                    report.sort()
                 return report
         except NotChecked as nc:
             return _not_checked(report, nc)
