@@ -87,7 +87,11 @@ def _attempt_once(path, report: VerifyReport, *, quick: bool, data: bool, busy_t
         raise access.environment(exc, "reading the board") from None
     report.findings.extend(found)
     if facts.openable:
-        with access.open_view(facts, busy_timeout=busy_timeout, changed_before=changed) as view:
+        try:
+            view = access.open_view(facts, busy_timeout=busy_timeout, changed_before=changed)
+        except OSError as exc:
+            raise access.environment(exc, "reading the board") from None
+        with view:
             report.findings.extend(view.notes)
             try:
                 _run(facts, report, view.uri, quick=quick, data=data, busy_timeout=busy_timeout)

@@ -59,9 +59,12 @@ from .model import Finding, NotChecked
 #: How often a board that changed during its check is read again before "it kept changing".
 ATTEMPTS = 3
 #: The piece in which a snapshot is compared with the board under a read lock.
-CHUNK = 1 << 20
+CHUNK = 256 << 10
 #: Room left free in TMPDIR beyond the copy.
 ROOM_MARGIN = 1 << 20
+
+#: What keeps a snapshot from being written (no room, a size limit, a folder that cannot be written).
+NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EROFS})
 
 HINT_BUSY = "stop the board's writers or retry with a longer --busy-timeout"
 HINT_HOT = ("open the board with the application once (SQLite rolls the interrupted write back), "
@@ -237,7 +240,7 @@ def _private_dir(facts, need: int) -> Path:
 def _create(dest: Path, board: Path) -> int:
     from ..backup import inherit_access
 
-    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = os.open(dest, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         inherit_access(dest, board)
     except BaseException:
@@ -299,7 +302,7 @@ def _snapshot(facts, watch: sqlite3.Connection) -> View:
     board = facts.path
     try:
         tmpdir = _private_dir(facts, facts.size)
-    except OSError as exc:
+    except OSError as exc:  # no room, or TMPDIR cannot be written: the board can still be read in place
         return _in_place(board, watch, exc)
     dest = tmpdir / board.name
     try:
@@ -321,6 +324,9 @@ def _snapshot(facts, watch: sqlite3.Connection) -> View:
         raise blocked from None
     except OSError as exc:
         shutil.rmtree(tmpdir, ignore_errors=True)
+        if exc.errno not in NO_ROOM:
+            watch.close()
+            raise environment(exc, "taking a snapshot of the board in TMPDIR") from None
         return _in_place(board, watch, exc)
     watch.close()
     return View("snapshot", uri(dest, mode="ro", immutable="1"), tmpdir=tmpdir,
