@@ -662,3 +662,25 @@ def test_data_checks_can_be_left_out(tmp_path):
     conn.close()
     assert any(f.check == "data" for f in verify(path).findings)
     assert not any(f.check == "data" for f in verify(path, data=False).findings)
+
+
+def test_quick_reads_the_small_tables_and_the_status_index_only(tmp_path):
+    """--quick: quick_check, the vocabularies, the runs of running tasks and every check of the
+    small tables; JSON, NUL bytes and references of the content tables are the default's."""
+    path = make_board(tmp_path, tasks=80)
+    (run_id,) = ids(path, "SELECT id FROM task_runs WHERE metadata IS NOT NULL LIMIT 1")
+    (todo, running) = ids(path, "SELECT id FROM tasks WHERE status = 'todo' LIMIT 2")
+    plant(path, "UPDATE task_runs SET metadata = '{broken' WHERE id = ?", params=(run_id,))
+    plant(path, f"UPDATE tasks SET status = 'running', current_run_id = 987654 WHERE id = '{running}'",
+          f"UPDATE tasks SET current_run_id = 987655 WHERE id = '{todo}'",
+          "UPDATE task_events SET payload = 'not json' WHERE id = 3",
+          "INSERT INTO task_comments (task_id, author, body, created_at) VALUES ('t_gone', 'a', 'b', 1)")
+    thorough, quick = verify(path), verify(path, quick=True)
+    for report in (thorough, quick):
+        assert findings(report, "data", "warning", "task_runs")  # the small table's JSON
+        (cur,) = [f for f in findings(report, "data", "error", "tasks") if "does not exist" in f.message]
+        assert running in cur.examples
+    (cur,) = [f for f in findings(thorough, "data", "error", "tasks") if "does not exist" in f.message]
+    assert cur.count == 2  # the thorough check looks at every task, quick only at the running ones
+    assert findings(thorough, "data", table="task_events") and findings(thorough, "data", table="task_comments")
+    assert not findings(quick, "data", table="task_events") and not findings(quick, "data", table="task_comments")

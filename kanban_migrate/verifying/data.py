@@ -499,8 +499,10 @@ def run_flags(board: Schema, *, stamped: bool = True) -> list[Flag]:
     return flags
 
 
-#: Tables of many long rows (bodies, payloads): ``quick`` looks at them only through their indexes
-#: (the tasks' runs for running tasks, the references to tasks), never row by row.
+#: Tables of many long rows (bodies, payloads): ``quick`` reads only the status index of tasks (the
+#: status vocabulary, the runs of running tasks). Their references to tasks are answerable from
+#: indexes too, but walking the two biggest indexes (one entry per event) would cost a third of
+#: ``quick_check`` again: the thorough default checks them.
 CONTENT_TABLES = frozenset({"tasks", "task_events", "task_comments"})
 #: The rows of tasks ``quick`` looks at (through idx_tasks_status): the running ones.
 QUICK_TASKS = "status = 'running'"
@@ -527,8 +529,8 @@ class Plan:
 def plan(board: Schema, conn: sqlite3.Connection | None = None, *, quick: bool = False,
          stamped: bool = True) -> Plan:
     """The data checks that fit the tables and columns this board has. With ``conn``, big
-    tables are cut into rowid ranges (read from it). ``quick``: the checks that indexes and the
-    small tables answer (no pass over :data:`CONTENT_TABLES`). ``stamped``: the board has an
+    tables are cut into rowid ranges (read from it). ``quick``: the checks that the status index
+    and the small tables answer (nothing of :data:`CONTENT_TABLES` beyond that). ``stamped``: the board has an
     ``alembic_version`` stamp (see :func:`run_flags`).
 
     The task column of a child table is not searched for NUL bytes row by row: a task id with a
@@ -546,6 +548,8 @@ def plan(board: Schema, conn: sqlite3.Connection | None = None, *, quick: bool =
         children = [(t, c) for t, c in head.TASK_CHILDREN.items() if t in tables and has(t, c)]
         children += [("task_links", c) for c in ("parent_id", "child_id") if "task_links" in tables and has("task_links", c)]
         for table, column in children:
+            if quick and table in CONTENT_TABLES:
+                continue
             unit = Orphans(board, table, column, nul=column in text_columns(board, table))
             references.setdefault(table, []).append(unit)
 
