@@ -106,6 +106,8 @@ def _attempt_once(path, report: VerifyReport, *, quick: bool, data: bool, busy_t
             raise blocked
     if not facts.header_checked:
         report.findings.extend(checks.header_problems(facts))
+    if facts.size_finding is not None and not checks.size_problem_persists(facts):
+        report.findings.remove(facts.size_finding)  # a writer was extending the file: no damage
     report.sort()
     return True
 

@@ -58,6 +58,7 @@ class FileFacts:
     wal_frames: int = 0
     openable: bool = True  # False: SQLite must not even be tried
     header_checked: bool = False  # header_problems() ran
+    size_finding: Finding | None = None  # the size does not agree with the header (see size_problem_persists)
     notes: list[str] = field(default_factory=list)
 
 
@@ -137,15 +138,42 @@ def header_problems(facts: FileFacts) -> list[Finding]:
         return []
     size_related = [p for p in problems if "file size" in p or "page count" in p]
     other = [p for p in problems if p not in size_related]
+
     out = []
     if other:
         out.append(Finding("file", "error", "the database header is not sane: " + "; ".join(other),
                            hint=HINT_RECOVER, count=len(other), examples=other[:5]))
     if size_related:
-        out.append(Finding("file", "error", "the file size does not agree with the header: " + "; ".join(size_related),
-                           hint="the file was truncated or extended outside SQLite: " + HINT_RECOVER,
-                           examples=size_related[:5]))
+        facts.size_finding = Finding("file", "error", "the file size does not agree with the header: " +
+                                     "; ".join(size_related),
+                                     hint="the file was truncated or extended outside SQLite: " + HINT_RECOVER,
+                                     examples=size_related[:5])
+        out.append(facts.size_finding)
     return out
+
+
+#: A size that disagrees with the header is read again this often, this far apart, before it is
+#: reported: a checkpoint or commit in progress extends the file and rewrites page 1 one after the
+#: other, so a writer at work shows the two apart for a moment; damage shows it every time.
+SIZE_REREADS, SIZE_REREAD_SECONDS = 3, 0.1
+
+
+def size_problem_persists(facts: FileFacts) -> bool:
+    """Is :attr:`FileFacts.size_finding` what the file shows on every re-read? Call it only with no
+    connection open on the board: closing the file it opens drops this process's locks on it."""
+    found = facts.size_finding.examples if facts.size_finding else []
+    for _ in range(SIZE_REREADS):
+        time.sleep(SIZE_REREAD_SECONDS)
+        try:
+            size = facts.path.stat().st_size
+            with open(facts.path, "rb") as fh:
+                data = fh.read(100)
+        except OSError:
+            return True
+        problems = parse_header(data).problems(size) if len(data) == 100 else found
+        if [p for p in problems if "file size" in p or "page count" in p][:5] != found:
+            return False
+    return True
 
 
 def check_wal(facts: FileFacts) -> list[Finding]:
