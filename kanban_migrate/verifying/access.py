@@ -93,7 +93,7 @@ def cannot_run(exc: BaseException) -> NotChecked | None:
         if code == _READONLY_RECOVERY:
             return NotChecked(ExitCode.BUSY, "the board's WAL needs recovery, which a read-only check cannot do",
                               HINT_HOT)
-        if primary in (_NOMEM, _FULL, _CANTOPEN, _IOERR, _PERM, _AUTH):
+        if primary in (_NOMEM, _FULL, _CANTOPEN, _IOERR, _PERM, _AUTH, _READONLY):  # READONLY: a -shm it cannot use
             return NotChecked(ExitCode.ENVIRONMENT, f"the machine refused a read ({exc})",
                               "check the permissions, free memory and the disk, then run verify again")
         return None
