@@ -11,7 +11,7 @@ Five checks, each finding naming its check: ``file`` (header, size, WAL, backups
 
 The default is thorough, as the application's own first-open guard: ``integrity_check`` (which
 finds index-only damage) and every data check. ``quick=True`` is for very large boards and cron:
-``quick_check`` and the data checks that indexes and the small tables answer.
+``quick_check`` and the data checks that the status index and the small tables answer.
 
 The board is opened read-only and never written: no checkpoint, no ``-wal``/``-shm`` left behind,
 and the application may write meanwhile without a false alarm (:mod:`.access` says how). A
