@@ -685,3 +685,15 @@ def test_quick_reads_the_small_tables_and_the_status_index_only(tmp_path):
     assert cur.count == 2  # the thorough check looks at every task, quick only at the running ones
     assert findings(thorough, "data", table="task_events") and findings(thorough, "data", table="task_comments")
     assert not findings(quick, "data", table="task_events") and not findings(quick, "data", table="task_comments")
+
+
+@pytest.mark.parametrize("journal_mode", ["wal", "delete"])
+def test_names_with_uri_characters_leave_nothing_beside_the_board(tmp_path, journal_mode):
+    """Every connection verify makes names the board by a quoted URI: '?', '#' and '%' in a name
+    open that file, not a stray one."""
+    path = make_board(tmp_path, name="board ?x=1#y%41.db", journal_mode=journal_mode)
+    before = (digest(path), listing(tmp_path))
+    report = verify(path)
+    assert report.ok, problems(report)
+    assert report.revision == head.HEAD
+    assert (digest(path), listing(tmp_path)) == before
