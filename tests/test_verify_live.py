@@ -402,3 +402,21 @@ def test_a_mended_snapshot_is_the_board_byte_for_byte(tmp_path):
         os.close(src)
         os.close(dst)
     assert digest(copy) == digest(path)
+
+
+def test_an_interrupted_snapshot_leaves_nothing_in_tmpdir(tmp_path, monkeypatch):
+    import tempfile
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    path = make_board(tmp_path, journal_mode="delete")
+    _first_attempt_changed(monkeypatch)
+
+    def interrupted(*a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(access, "copy_range", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        verify(path)
+    assert listing(tmp) == []

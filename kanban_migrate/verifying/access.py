@@ -290,6 +290,9 @@ def _private_copy(facts) -> View:
     except OSError as exc:
         shutil.rmtree(tmpdir, ignore_errors=True)
         raise environment(exc, "copying the board to TMPDIR (its -wal has no -shm, which a reader would create)") from None
+    except BaseException:  # interrupted: nothing is left behind
+        shutil.rmtree(tmpdir, ignore_errors=True)
+        raise
     view = View("private", uri(dest, mode="ro"), tmpdir=tmpdir,
                 notes=[Finding("file", "info", "read from a private copy (the -wal has no -shm beside it)")])
     view.stale = file_state(board, "-wal", "-shm") != before
@@ -328,6 +331,9 @@ def _snapshot(facts, watch: sqlite3.Connection) -> View:
             watch.close()
             raise environment(exc, "taking a snapshot of the board in TMPDIR") from None
         return _in_place(board, watch, exc)
+    except BaseException:  # interrupted: nothing is left behind
+        shutil.rmtree(tmpdir, ignore_errors=True)
+        raise
     watch.close()
     return View("snapshot", uri(dest, mode="ro", immutable="1"), tmpdir=tmpdir,
                 notes=[Finding("file", "info", "read from a snapshot (a consistent copy; the board's writers "
