@@ -505,9 +505,8 @@ def test_a_journal_sqlite_ignores_is_info(tmp_path):
     assert any("rollback journal" in f.message for f in findings(report, "file", "info"))
 
 
-def test_a_hot_journal_is_not_checked_and_not_called_damage(tmp_path):
-    """A writer killed in mid-commit leaves a hot journal that only a writer can roll back: the
-    board cannot be checked as it is (exit 4, with what to do), and nothing is touched."""
+def _hot_journal(tmp_path):
+    """A writer killed in mid-commit (its cache spilled into the file): a hot rollback journal."""
     import subprocess
     import sys
 
@@ -518,6 +517,36 @@ def test_a_hot_journal_is_not_checked_and_not_called_damage(tmp_path):
     subprocess.run([sys.executable, "-c", killed, str(path)], check=False)
     journal = tmp_path / "kanban.db-journal"
     assert journal.stat().st_size > 0
+    return path, journal
+
+
+def test_a_hot_journal_is_checked_as_the_rolled_back_board(tmp_path, monkeypatch):
+    """Read-only SQLite cannot roll a hot journal back; verify checks a copy that SQLite rolled
+    back (what the application's next open will see), and touches neither file."""
+    import tempfile
+
+    work = tmp_path / "tmp"
+    work.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(work))
+    board_dir = tmp_path / "board"
+    board_dir.mkdir()
+    path, journal = _hot_journal(board_dir)
+    before = (digest(path), digest(journal), listing(board_dir))
+    report = verify(path)
+    assert report.ok and report.exit_code == 0, problems(report)
+    assert any("rolls it back" in f.message for f in findings(report, "file", "info"))
+    assert (digest(path), digest(journal), listing(board_dir)) == before
+    assert listing(work) == []
+
+
+def test_a_hot_journal_without_room_for_a_copy_is_not_checked_and_not_called_damage(tmp_path, monkeypatch):
+    from kanban_migrate.verifying import access
+
+    def full(facts, need):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(access, "_private_dir", full)
+    path, journal = _hot_journal(tmp_path)
     before = (digest(path), digest(journal), listing(tmp_path))
     report = verify(path)
     assert report.ok is None and report.exit_code == 4

@@ -93,6 +93,9 @@ def _attempt_once(path, report: VerifyReport, *, quick: bool, data: bool, busy_t
             raise access.environment(exc, "reading the board") from None
         with view:
             report.findings.extend(view.notes)
+            if view.header_from is not None:  # the file checks judge what is read (a rolled-back copy)
+                with open(view.header_from, "rb") as fh:
+                    facts.header, facts.size, facts.settled = fh.read(100), view.header_from.stat().st_size, True
             try:
                 _run(facts, report, view.uri, quick=quick, data=data, busy_timeout=busy_timeout)
             except Exception as exc:  # noqa: BLE001 - a report, never a traceback

@@ -31,6 +31,10 @@ meanwhile. How the board is read (a :class:`View`) depends on its journal mode a
     A DELETE board with no room for a snapshot in ``TMPDIR``: a read-only connection on the board
     (each statement holds a read lock while it runs; writers wait up to the integrity check's
     duration). An ``info`` finding says so.
+``rolled back``
+    A DELETE board with a hot rollback journal (a writer died in mid-commit), which a read-only
+    connection cannot roll back: the board and its journal are copied, SQLite rolls the copy back,
+    and the copy is read, as the application will see the board after its next open.
 ``private``
     A WAL board whose ``-wal`` holds commits but has no ``-shm`` (SQLite would create one to read
     it): the board and its ``-wal`` are copied to a private folder and the copy is read. Without
@@ -148,6 +152,7 @@ class View:
     version: int | None = None
     tmpdir: Path | None = None
     stale: bool = False  # known to be changed already
+    header_from: Path | None = None  # the file whose header and size the file checks judge (a private copy)
 
     def unchanged(self) -> bool:
         if self.stale:
@@ -208,6 +213,8 @@ def open_view(facts, *, busy_timeout: float, changed_before: bool = False) -> Vi
     except sqlite3.Error as exc:
         watch.close()
         blocked = cannot_run(exc)
+        if blocked is not None and getattr(exc, "sqlite_errorcode", None) == _READONLY_ROLLBACK:
+            return _rolled_back(facts, blocked)
         if blocked is not None:
             raise blocked from None
         # SQLite cannot read even the header page: neither can a writer. The check says why.
@@ -265,6 +272,52 @@ def copy_range(src: int, dst: int, offset: int, count: int) -> None:
         offset += n
 
 
+def _copy_files(board: Path, dest: Path, suffixes) -> None:
+    """Copy the board's files with these suffixes to ``dest`` (same suffixes), without a lock."""
+    for suffix in suffixes:
+        src = os.open(board.with_name(board.name + suffix), os.O_RDONLY)
+        try:
+            dst = _create(dest.with_name(dest.name + suffix), board)
+            try:
+                copy_range(src, dst, 0, os.fstat(src).st_size)
+            finally:
+                os.close(dst)
+        finally:
+            os.close(src)
+
+
+def _rolled_back(facts, blocked: NotChecked) -> View:
+    """A DELETE board with a hot rollback journal (a writer died in mid-commit): read-only SQLite
+    cannot roll it back, the application's next open will. The board and its journal are copied,
+    SQLite rolls the copy back, and the copy is read: the board as the application will see it.
+    Without room for the copy, ``blocked`` says why the board is not checked."""
+    board = facts.path
+    before = file_state(board, "-journal")
+    try:
+        tmpdir = _private_dir(facts, sum(s[1] for s in before if s))
+    except OSError:
+        raise blocked from None
+    dest = tmpdir / board.name
+    try:
+        _copy_files(board, dest, ("", "-journal"))
+        conn = sqlite3.connect(dest, isolation_level=None)  # read-write, on the copy only
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # the first read rolls it back
+        finally:
+            conn.close()
+    except (OSError, sqlite3.Error):
+        shutil.rmtree(tmpdir, ignore_errors=True)
+        raise blocked from None
+    except BaseException:  # interrupted: nothing is left behind
+        shutil.rmtree(tmpdir, ignore_errors=True)
+        raise
+    return View("rolled back", uri(dest, mode="ro", immutable="1"), tmpdir=tmpdir, header_from=dest,
+                stale=file_state(board, "-journal") != before,
+                notes=[Finding("file", "info", "an interrupted write left a hot rollback journal: checked as the "
+                                               "board will be once SQLite rolls it back (the application's next "
+                                               "open does)")])
+
+
 def _private_copy(facts) -> View:
     """Copy the board and its ``-wal`` (no ``-shm`` beside them) and read the copy. The copy
     counts only if neither file changed and no ``-shm`` appeared meanwhile."""
@@ -277,16 +330,7 @@ def _private_copy(facts) -> View:
         raise environment(exc, "copying the board to TMPDIR (its -wal has no -shm, which a reader would create)") from None
     dest = tmpdir / board.name
     try:
-        for suffix in ("", "-wal"):
-            src = os.open(board.with_name(board.name + suffix), os.O_RDONLY)
-            try:
-                dst = _create(dest.with_name(dest.name + suffix), board)
-                try:
-                    copy_range(src, dst, 0, os.fstat(src).st_size)
-                finally:
-                    os.close(dst)
-            finally:
-                os.close(src)
+        _copy_files(board, dest, ("", "-wal"))
     except OSError as exc:
         shutil.rmtree(tmpdir, ignore_errors=True)
         raise environment(exc, "copying the board to TMPDIR (its -wal has no -shm, which a reader would create)") from None

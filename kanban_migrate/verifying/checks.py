@@ -59,6 +59,7 @@ class FileFacts:
     openable: bool = True  # False: SQLite must not even be tried
     header_checked: bool = False  # header_problems() ran
     size_finding: Finding | None = None  # the size does not agree with the header (see size_problem_persists)
+    settled: bool = False  # size and header were read from a private copy that nothing writes
     notes: list[str] = field(default_factory=list)
 
 
@@ -161,6 +162,8 @@ SIZE_REREADS, SIZE_REREAD_SECONDS = 3, 0.1
 def size_problem_persists(facts: FileFacts) -> bool:
     """Is :attr:`FileFacts.size_finding` what the file shows on every re-read? Call it only with no
     connection open on the board: closing the file it opens drops this process's locks on it."""
+    if facts.settled:
+        return True
     found = facts.size_finding.examples if facts.size_finding else []
     for _ in range(SIZE_REREADS):
         time.sleep(SIZE_REREAD_SECONDS)
