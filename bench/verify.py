@@ -109,11 +109,13 @@ ANCHOR = (
 PRIORITY = -20
 
 
-def _time(cmd: list[str], priority: bool = False) -> tuple[float, float]:
-    """(wall-clock seconds, CPU seconds: user + system) of one run of ``cmd``."""
+def _time(cmd: list[str], priority: bool = False, env: dict | None = None) -> tuple[float, float]:
+    """(wall-clock seconds, CPU seconds: user + system) of one run of ``cmd`` (in bench/_work: not
+    the repository, whose kanban_migrate would come before an ``env`` PYTHONPATH)."""
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    WORK.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=WORK,
                           preexec_fn=(lambda: os.nice(PRIORITY)) if priority else None)
     dt = time.perf_counter() - t0
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -286,7 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--priority", action="store_true",
                     help=f"run both sides at niceness {PRIORITY} (root): on a shared machine, other work then does "
                          "not decide the ratio")
-    ap.add_argument("--before", default=BEFORE, help="the git commit whose verify is today's (with --writer)")
+    ap.add_argument("--before", default=BEFORE, help="the git commit whose verify is today's")
+    ap.add_argument("--compare-before", action="store_true",
+                    help="time today's verify (--before) too: its default (quick_check) and its --full")
     ap.add_argument("-v", "--verbose", action="store_true", help="print every run's time")
     args = ap.parse_args(argv)
 
@@ -309,17 +313,23 @@ def main(argv: list[str] | None = None) -> int:
         "quick": (_verify_cmd(path, "--quick"), [sys.executable, "-c", ANCHOR.format(pragma="quick_check"), str(path)]),
         "full": (_verify_cmd(path), [sys.executable, "-c", ANCHOR.format(pragma="integrity_check"), str(path)]),
     }
-    times: dict[str, dict[str, list[tuple[float, float]]]] = {k: {"verify": [], "anchor": []} for k in pairs}
+    tree = before_tree(args.before) if args.compare_before else None
+    old_env = {**os.environ, "PYTHONPATH": str(tree)} if tree else None
+    old_cmds = {"quick": _verify_cmd(path), "full": _verify_cmd(path, "--full")}
+    times: dict[str, dict[str, list[tuple[float, float]]]] = {k: {"verify": [], "anchor": [], "before": []}
+                                                               for k in pairs}
     load = os.getloadavg()[0]
     # warm the page cache once so that the first measured run is not an outlier
     _time(pairs["quick"][1], args.priority)
     for r in range(args.rounds):
         for name, (verify_cmd, anchor_cmd) in pairs.items():
-            order = [("verify", verify_cmd), ("anchor", anchor_cmd)]
+            order = [("verify", verify_cmd, None), ("anchor", anchor_cmd, None)]
+            if tree:
+                order.append(("before", old_cmds[name], old_env))
             if r % 2:
                 order.reverse()
-            for label, cmd in order:
-                times[name][label].append(_time(cmd, args.priority))
+            for label, cmd, env in order:
+                times[name][label].append(_time(cmd, args.priority, env))
     after = digest(path)
     side = [p.name for p in path.parent.glob(path.name + "-*")]
     cores = parallel_cores(pairs["quick"][1], args.priority)
@@ -335,6 +345,11 @@ def main(argv: list[str] | None = None) -> int:
         ok &= ratio <= 1.3
         flag = "verify" if name == "full" else "verify --quick"
         print(f"{flag:14} {v:>9.2f} {a:>11.2f} {ratio:>7.2f}  {vc:>10.2f} {ac:>10.2f}  {label}")
+        if times[name]["before"]:
+            b = statistics.median(t for t, _ in times[name]["before"])
+            bc = statistics.median(c for _, c in times[name]["before"])
+            what = f"today's verify{' --full' if name == 'full' else ''} ({args.before})"
+            print(f"{'':14} {b:>9.2f} {a:>11.2f} {b / a:>7.2f}  {bc:>10.2f} {ac:>10.2f}  <- {what}")
         if args.verbose:
             print("    verify runs: " + ", ".join(f"{t:.2f}" for t, _ in times[name]["verify"]))
             print("    anchor runs: " + ", ".join(f"{t:.2f}" for t, _ in times[name]["anchor"]))
