@@ -97,8 +97,11 @@ def _attempt_once(path, report: VerifyReport, *, quick: bool, data: bool, busy_t
                 with open(view.header_from, "rb") as fh:
                     facts.header, facts.size, facts.settled = fh.read(100), view.header_from.stat().st_size, True
             try:
-                _run(facts, report, view.uri, quick=quick, data=data, busy_timeout=busy_timeout)
+                with access.Watcher(view, busy_timeout) as watcher:
+                    _run(facts, report, watcher, quick=quick, data=data)
             except Exception as exc:  # noqa: BLE001 - a report, never a traceback
+                if not view.unchanged():
+                    return False
                 raise access.cannot_run(exc) or NotChecked(
                     ExitCode.INTERNAL, f"verify stopped: {type(exc).__name__}: {exc}",
                     "report this as a bug of kanban-migrate, with the board if possible") from None
@@ -126,18 +129,20 @@ def data_threads() -> int:
     return max(0, (os.cpu_count() or 2) - 2)
 
 
-def _run(facts: checks.FileFacts, report: VerifyReport, uri: str, *, quick: bool, data: bool,
-         busy_timeout: float) -> None:
+def _run(facts: checks.FileFacts, report: VerifyReport, watcher: access.Watcher, *, quick: bool,
+         data: bool) -> None:
+    """The checks, on connections from ``watcher.connect()``."""
+    connect = watcher.connect
     from ..schema import snapshot
     from . import data as data_checks
 
     try:
-        conn = checks.connect(uri, busy_timeout)
+        conn = connect()
     except sqlite3.Error as exc:
         report.findings.append(checks.sqlite_error("integrity", exc, "cannot open the board"))
         return
     threads: list[threading.Thread] = []
-    work = data_checks.Work()
+    work = watcher.work = data_checks.Work()
     integrity: list[Finding] = []
     units: list = []
     fk_units: list = []
@@ -150,7 +155,7 @@ def _run(facts: checks.FileFacts, report: VerifyReport, uri: str, *, quick: bool
 
         # The integrity PRAGMA is the longest single task: it starts first, on its own connection.
         helper = threading.Thread(target=_integrity_worker,
-                                  args=(uri, busy_timeout, quick, integrity, work),
+                                  args=(connect, quick, integrity, work),
                                   name="verify-integrity", daemon=True)
         helper.start()
         threads.append(helper)
@@ -180,7 +185,7 @@ def _run(facts: checks.FileFacts, report: VerifyReport, uri: str, *, quick: bool
         work.put(jobs)
         work.close()
         for i in range(data_threads() if len(jobs) > 1 else 0):
-            th = threading.Thread(target=_data_worker, args=(uri, busy_timeout, work),
+            th = threading.Thread(target=_data_worker, args=(connect, work),
                                   name=f"verify-data-{i}", daemon=True)
             th.start()
             threads.append(th)
@@ -207,10 +212,10 @@ def _run(facts: checks.FileFacts, report: VerifyReport, uri: str, *, quick: bool
         report.findings.extend(unit.findings)
 
 
-def _integrity_worker(uri, busy_timeout, quick, out, work) -> None:
+def _integrity_worker(connect, quick, out, work) -> None:
     conn = None
     try:
-        conn = checks.connect(uri, busy_timeout)
+        conn = connect()
         out.extend(checks.check_integrity(conn, quick=quick))
     except sqlite3.Error as exc:
         out.append(checks.sqlite_error("integrity", exc, "cannot open the board"))
@@ -227,9 +232,9 @@ def _integrity_worker(uri, busy_timeout, quick, out, work) -> None:
             conn.close()
 
 
-def _data_worker(uri, busy_timeout, work) -> None:
+def _data_worker(connect, work) -> None:
     try:
-        conn = checks.connect(uri, busy_timeout)
+        conn = connect()
     except sqlite3.Error:
         return  # the other workers take the jobs
     try:

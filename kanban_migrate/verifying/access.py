@@ -53,6 +53,7 @@ import os
 import shutil
 import sqlite3
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -64,6 +65,8 @@ from .model import Finding, NotChecked
 ATTEMPTS = 3
 #: The piece in which a snapshot is compared with the board under a read lock.
 CHUNK = 256 << 10
+#: How often a ``watched`` check asks whether the board changed (see :class:`Watcher`).
+POLL_SECONDS = 0.25
 #: Room left free in TMPDIR beyond the copy.
 ROOM_MARGIN = 1 << 20
 
@@ -179,6 +182,56 @@ class View:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class Watcher:
+    """During a ``watched`` check, asks every :data:`POLL_SECONDS` whether the board changed, and
+    if it did, interrupts every connection of the check at once: its findings would be dropped
+    anyway, and the board is read again sooner. ``connect()`` makes the check's connections."""
+
+    def __init__(self, view: View, busy_timeout: float):
+        self.view, self.busy_timeout = view, busy_timeout
+        self.changed = False
+        self._conns: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.work = None  # the check's job queue (:class:`.data.Work`), abandoned on a change
+
+    def connect(self) -> sqlite3.Connection:
+        from .checks import connect
+
+        conn = connect(self.view.uri, self.busy_timeout)
+        with self._lock:
+            self._conns.append(conn)
+            if self.changed:
+                conn.interrupt()
+        return conn
+
+    def __enter__(self) -> Watcher:
+        if self.view.mode == "watched":
+            self._thread = threading.Thread(target=self._poll, name="verify-watch", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(POLL_SECONDS):
+            if not self.view.unchanged():
+                with self._lock:
+                    self.changed = True
+                    if self.work is not None:
+                        self.work.abandon()
+                    for conn in self._conns:
+                        try:
+                            conn.interrupt()
+                        except sqlite3.ProgrammingError:  # already closed
+                            pass
+                return
 
 
 def _data_version(conn: sqlite3.Connection) -> int:

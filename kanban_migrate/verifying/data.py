@@ -176,11 +176,22 @@ class Work:
         self._jobs: dict[str, list[Job]] = {"parse": [], "light": [], "scan": []}
         self._parsing = False
         self._closed = False
+        self._abandoned = False
 
     def put(self, jobs) -> None:
         with self._cv:
+            if self._abandoned:
+                return
             for job in jobs:
                 self._jobs[job.kind].append(job)
+            self._cv.notify_all()
+
+    def abandon(self) -> None:
+        """Drop the jobs not yet taken (the board changed: the findings would be dropped anyway)."""
+        with self._cv:
+            for jobs in self._jobs.values():
+                jobs.clear()
+            self._closed = self._abandoned = True
             self._cv.notify_all()
 
     def close(self) -> None:
