@@ -420,3 +420,31 @@ def test_an_interrupted_snapshot_leaves_nothing_in_tmpdir(tmp_path, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         verify(path)
     assert listing(tmp) == []
+
+
+def test_a_change_interrupts_the_watched_check_at_once(tmp_path, monkeypatch, writer):
+    """The watched reading is dropped when the board changes, so it is stopped as soon as the
+    change is seen: here a statement that would run for minutes is interrupted."""
+    monkeypatch.setattr(access, "POLL_SECONDS", 0.02)
+    path = make_board(tmp_path, tasks=100, journal_mode="delete")
+    w = writer(path)
+    original = checks.check_integrity
+    seen = []
+
+    def long_check(conn, **kw):
+        if not seen:
+            w.start()
+            try:
+                conn.execute("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 4000000000) "
+                             "SELECT count(*) FROM n").fetchone()
+                seen.append("ran to the end")
+            except sqlite3.OperationalError as exc:
+                seen.append(exc.sqlite_errorname)
+        return original(conn, **kw)
+
+    monkeypatch.setattr(checks, "check_integrity", long_check)
+    report = verify(path)
+    w.finish()
+    assert seen == ["SQLITE_INTERRUPT"]
+    assert report.ok, damage(report)
+    assert "changed while it was checked" in notes(report) and "snapshot" in notes(report)
