@@ -2,12 +2,13 @@
 
 Exit codes (stable, documented in the README): 0 done / nothing to do / healthy; 1 work pending
 (``--check``), problems found (verify) or rows lost (recover); 2 usage, including a missing path;
-3 input refused and left untouched; 4 board locked or in use by another process; 70 internal
-error (a bug: please report it).
+3 input refused and left untouched; 4 board locked or in use by another process; 5 the
+environment failed (disk full, file-size limit, permissions); 70 internal error (a bug: please
+report it).
 
 ``main`` first tries the installer's fast path: ``upgrade`` on boards that are all stamped at
-head is answered from ``alembic_version`` with the standard library alone, before click,
-SQLAlchemy or Alembic are imported.
+head, with head's tables, columns and indexes really there, is answered with the standard library
+alone, before click, SQLAlchemy or Alembic are imported.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def _fast_upgrade(argv: list[str]) -> int | None:
             paths.append(arg)
     from . import board
     from .results import UpgradeResult, table
-    from .upgrading import HEAD
+    from .upgrading import HEAD, missing_at_head
 
     try:
         busy = float(opts.get("--busy-timeout", board.DEFAULT_BUSY_TIMEOUT))
@@ -52,7 +53,10 @@ def _fast_upgrade(argv: list[str]) -> int | None:
         return None
     explicit = bool(paths)
     if not paths:
-        from .home import discover
+        from .home import discover, pinned_problem
+
+        if pinned_problem(opts.get("--home")):
+            return None  # the full path says so
 
         paths = [str(b.path) for b in discover(opts.get("--home"), include_all=bool(opts.get("--all")))]
         if not paths:
@@ -63,8 +67,8 @@ def _fast_upgrade(argv: list[str]) -> int | None:
             bf = board.check_file(p)
             conn = board.open_ro(bf, busy_timeout=busy)
             try:
-                if board.read_revision(conn) != HEAD:
-                    return None
+                if board.read_revision(conn) != HEAD or missing_at_head(conn):
+                    return None  # not at head, or a stamp the schema does not bear out
             finally:
                 conn.close()
         except Exception:

@@ -27,8 +27,11 @@ home_option = click.option(
 def _paths(dbs: tuple[str, ...], home: Path | None, include_all: bool) -> list[str]:
     if dbs:
         return list(dbs)
-    from .home import discover, hermes_root
+    from .home import discover, hermes_root, pinned_problem
 
+    warning = pinned_problem(home)
+    if warning:
+        click.echo(f"kanban-migrate: warning: {warning}", err=True)
     found = [str(b.path) for b in discover(home, include_all=include_all)]
     if not found:
         raise UsageError(f"no boards found under {hermes_root(home)}",
@@ -46,7 +49,8 @@ def cli() -> None:
     """Upgrade, check and repair Hermes kanban boards (kanban.db).
 
     Exit codes: 0 done or healthy, 1 work pending / problems found, 2 usage or missing path,
-    3 input refused (left untouched), 4 board locked by another process.
+    3 input refused (left untouched), 4 board locked by another process, 5 the environment
+    failed (disk full, file-size limit, permissions, read-only folder).
     """
 
 
@@ -96,6 +100,8 @@ def upgrade(dbs, include_all, home, create, dry_run, sql, check, as_json, quiet,
                 click.echo(f"-- {r.path}\n{r.sql}")
             elif r.status == "current":
                 click.echo(f"-- {r.path}: at head, nothing to do")
+            elif not r.ok:
+                click.echo(f"kanban-migrate: {r.line()}", err=True)
     elif quiet:
         for r in results:
             if not r.ok and r.status != "pending":
@@ -145,7 +151,7 @@ def status(dbs, include_all, home, as_json, busy_timeout):
         if not as_json:
             pending = " ".join(s.pending) or "none"
             click.echo(f"{s.path}: revision {s.revision or 'none (legacy board)'}, head {s.head}, "
-                       f"pending {pending}, shape {s.shape}")
+                       f"pending {pending}, shape {s.shape}" + (f" ({s.note})" if s.note else ""))
     if as_json and out:
         _emit_json(out, len(out) > 1 or not dbs)
     sys.exit(worst)

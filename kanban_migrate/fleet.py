@@ -20,8 +20,14 @@ Health words:
 ``not-a-board``    not SQLite, an empty file, or a SQLite database that is not a kanban board
 ``damaged``        opening or reading the schema says "malformed" (or, with ``check``,
                    ``PRAGMA quick_check`` is not ok): run ``kanban-migrate recover``
-``unreadable``     cannot be read now (permissions, a lock held past the busy timeout)
+``unreadable``     cannot be read now (permissions, a lock held past the busy timeout, a hot
+                   journal a read-only look cannot roll back)
+``bad-stamp``      ``alembic_version`` holds something no kanban-migrate wrote (a number,
+                   NULL, a blob, junk text, a view): ``upgrade`` refuses it
 =================  ===================================================================
+
+A board stamped at a revision its schema does not bear out (a stamp that lies) is
+``needs-upgrade``: ``upgrade`` re-applies every revision.
 
 Nothing here writes: boards are opened with :func:`kanban_migrate.board.open_ro`, which creates
 no ``-wal``/``-shm``. The click commands ``boards`` and ``backups`` are built on first access
@@ -38,11 +44,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import board as _board
-from .errors import BoardBusy, CorruptBoard, KanbanMigrateError, MissingBoard, NotABoard
-from .home import BoardRef, discover, hermes_root, stray_backups
-from .upgrading import HEAD, REVISIONS
+from .errors import BoardBusy, CorruptBoard, EnvironmentFailure, KanbanMigrateError, MissingBoard
+from .home import BoardRef, discover, hermes_root, pinned_problem, stray_backups
+from .upgrading import HEAD, REVISIONS, mismatch_note, missing_at
 
-HEALTH_WORDS = ("ok", "needs-upgrade", "newer", "not-a-board", "damaged", "unreadable")
+HEALTH_WORDS = ("ok", "needs-upgrade", "newer", "not-a-board", "damaged", "unreadable", "bad-stamp")
 BACKUP_STATES = {"pre-upgrade": "pre-upgrade", "corrupt": "quarantine"}
 LIST_BUSY_TIMEOUT = 5.0  # seconds: a listing waits a little for a lock, not the application's 120 s
 
@@ -93,7 +99,9 @@ class BackupInfo:
 
 # ---- the quick look at one file ---------------------------------------------------------------
 def _health_of_error(exc: KanbanMigrateError) -> str:
-    if isinstance(exc, BoardBusy):
+    if isinstance(exc, _board.BadStamp):
+        return "bad-stamp"
+    if isinstance(exc, (BoardBusy, EnvironmentFailure)) or "hot journal" in exc.message:
         return "unreadable"
     if isinstance(exc, CorruptBoard):
         return "damaged"
@@ -121,19 +129,24 @@ def inspect_file(path: str | os.PathLike, *, check: bool = False,
         bf = _board.check_file(path)
     except MissingBoard as exc:  # vanished between the listing and the look
         return size, None, None, "unreadable", exc.message
-    except NotABoard as exc:
+    except KanbanMigrateError as exc:
         return size, None, None, _health_of_error(exc), exc.line().removeprefix(f"{shown}: ")
     revision = shape = None
     fp = None
     try:
         conn = _board.open_ro(bf, busy_timeout=busy_timeout)
         try:
-            revision = _board.read_revision(conn)
             from .fingerprint import fingerprint
             from .schema import snapshot
 
-            fp = fingerprint(snapshot(conn))
+            snap = snapshot(conn)
+            fp = fingerprint(snap)
             shape = str(fp)
+            try:
+                revision = _board.read_revision(conn)
+            except _board.BadStamp:
+                if fp.is_kanban:
+                    raise
             quick = None
             if check and fp.is_kanban:
                 try:
@@ -147,6 +160,8 @@ def inspect_file(path: str | os.PathLike, *, check: bool = False,
     except sqlite3.Error as exc:
         err = _board.translate(exc, shown)
         return size, shape, revision, _health_of_error(err), err.line().removeprefix(f"{shown}: ")
+    except KanbanMigrateError as exc:
+        return size, shape, revision, _health_of_error(exc), exc.line()
     if not fp.is_kanban:
         why = "an empty database with no tables" if fp.shape == "empty" else \
             f"not a kanban board ({'; '.join(fp.evidence)})"
@@ -157,6 +172,9 @@ def inspect_file(path: str | os.PathLike, *, check: bool = False,
     if revision is not None and revision not in REVISIONS:
         return size, shape, revision, "newer", \
             f"stamped at {revision!r}, unknown to this release (pip install -U kanban-migrate)"
+    missing = missing_at(snap, revision) if revision is not None else []
+    if missing:
+        return size, shape, revision, "needs-upgrade", mismatch_note(revision, missing)
     if revision == HEAD:
         return size, shape, revision, "ok", None
     pending = REVISIONS[REVISIONS.index(revision) + 1:] if revision else REVISIONS
@@ -188,10 +206,11 @@ def _owner_name(board: Path, root: Path) -> str:
 
 def _home_backups(refs: list[BoardRef], home) -> list[Path]:
     """Backups beside every board of the home and anywhere else the home keeps boards; each once."""
+    from .backup import list_backups
+
     found: list[Path] = []
     for ref in refs:
-        for kind in BACKUP_STATES:
-            found.extend(sorted(ref.path.parent.glob(f"{ref.path.name}.{kind}.*.bak")))
+        found.extend(sorted(b.path for b in list_backups(ref.path)))
     found.extend(stray_backups(home))
     out, seen = [], set()
     for p in found:
@@ -233,8 +252,9 @@ def backups_of(board: str | os.PathLike, *, kind: str | None = None, name: str |
     from .backup import list_backups
 
     board = Path(board)
-    return [BackupInfo(kind or "board", name or board.parent.name, str(board), BACKUP_STATES[b.kind], str(b.path),
-                       b.size, b.mtime, b.digest) for b in list_backups(board)]
+    return [BackupInfo(kind or "board", name or board.parent.name, str(board),
+                       BACKUP_STATES[b.kind] + ("" if b.path.name.endswith(".bak") else " leftover"), str(b.path),
+                       b.size, b.mtime, b.digest) for b in list_backups(board, leftovers=True)]
 
 
 def home_backups(home: str | os.PathLike | None = None) -> list[BackupInfo]:
@@ -391,8 +411,11 @@ def _build_commands() -> dict:
         Lists the pinned file ($HERMES_KANBAN_DB, without --home), the default, named, archived
         and per-profile boards, and the quarantine and pre-upgrade backups beside them. Health:
         ok, needs-upgrade, newer, not-a-board, damaged (run 'kanban-migrate recover'),
-        unreadable. Read-only; always exits 0.
+        unreadable, bad-stamp (alembic_version holds junk). Read-only; always exits 0.
         """
+        warning = pinned_problem(home)
+        if warning:
+            click.echo(f"kanban-migrate: warning: {warning}", err=True)
         items = boards(home, check=check)
         if as_json:
             click.echo(json.dumps([b.to_dict() for b in items], indent=2, ensure_ascii=False))
@@ -436,6 +459,9 @@ def _build_commands() -> dict:
                 # a damaged board still has backups worth listing
             items = backups_of(db, kind="board", name=Path(db).parent.name)
         else:
+            warning = pinned_problem(home)
+            if warning:
+                click.echo(f"kanban-migrate: warning: {warning}", err=True)
             items = home_backups(home)
         if keep is not None:
             prune_backups(items, keep)

@@ -24,6 +24,7 @@ class UpgradeResult:
     hint: str | None = None
     code: int = 0  # the exit code this board contributes
     sql: str | None = None
+    note: str | None = None  # something the user must know (a stamp the schema did not bear out)
 
     @property
     def ok(self) -> bool:
@@ -31,24 +32,26 @@ class UpgradeResult:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        if d["sql"] is None:
-            del d["sql"]
+        for key in ("sql", "note"):
+            if d[key] is None:
+                del d[key]
         return d
 
     def line(self) -> str:
         """One line for people."""
         before = self.revision_before or "unstamped"
         shape = f" [{self.shape}]" if self.shape else ""
+        note = f" ({self.note})" if self.note else ""
         if self.status == "current":
-            return f"{self.path}: at head ({self.revision_after}), nothing to do"
+            return f"{self.path}: at head ({self.revision_after}), nothing to do{note}"
         if self.status == "pending":
             return (f"{self.path}: {before}{shape} -> {self.pending[-1] if self.pending else '?'}: "
-                    f"would apply {' '.join(self.pending)}")
+                    f"would apply {' '.join(self.pending)}{note}")
         if self.status in ("upgraded", "created"):
             what = "created at head" if self.status == "created" else f"{before}{shape} -> {self.revision_after}"
             applied = f", applied {' '.join(self.applied)}" if self.applied else ""
             backup = f"; backup {self.backup}" if self.backup else ""
-            return f"{self.path}: {what}{applied} in {self.seconds:.2f} s{backup}"
+            return f"{self.path}: {what}{applied} in {self.seconds:.2f} s{backup}{note}"
         hint = f" ({self.hint})" if self.hint else ""
         return f"{self.path}: {self.message}{hint}"
 
@@ -61,9 +64,13 @@ class StatusResult:
     pending: list[str]
     shape: str | None
     evidence: list[str] = field(default_factory=list)
+    note: str | None = None  # a stamp the schema does not bear out
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if d["note"] is None:
+            del d["note"]
+        return d
 
 
 def table(results: list[UpgradeResult]) -> str:
