@@ -435,7 +435,7 @@ def test_a_change_interrupts_the_watched_check_at_once(tmp_path, monkeypatch, wr
         if not seen:
             w.start()
             try:
-                conn.execute("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 4000000000) "
+                conn.execute("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300000000) "
                              "SELECT count(*) FROM n").fetchone()
                 seen.append("ran to the end")
             except sqlite3.OperationalError as exc:

@@ -221,7 +221,8 @@ class Watcher:
 
     def _poll(self) -> None:
         while not self._stop.wait(POLL_SECONDS):
-            if not self.view.unchanged():
+            if self.changed or not self.view.unchanged():
+                # Again on every tick: an interrupt stops only the statements running at that moment.
                 with self._lock:
                     self.changed = True
                     if self.work is not None:
@@ -231,7 +232,6 @@ class Watcher:
                             conn.interrupt()
                         except sqlite3.ProgrammingError:  # already closed
                             pass
-                return
 
 
 def _data_version(conn: sqlite3.Connection) -> int:
