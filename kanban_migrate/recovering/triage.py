@@ -35,6 +35,6 @@ def integrity_lines(path: Path) -> tuple[list[str] | None, str | None, tuple | N
 
 
 def index_only(lines: list[str]) -> bool:
-    from ..verifying.checks import _INDEX_ONLY
+    from ..verifying.checks import INDEX_ONLY
 
-    return bool(lines) and all(_INDEX_ONLY.match(line) for line in lines)
+    return bool(lines) and all(INDEX_ONLY.match(line) for line in lines)

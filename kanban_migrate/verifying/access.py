@@ -56,8 +56,8 @@ import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
 
+from ..board import uri
 from ..errors import ExitCode
 from .model import Finding, NotChecked
 
@@ -135,8 +135,6 @@ def file_state(board: Path, *suffixes: str) -> tuple:
     return tuple(_stat(board.with_name(board.name + s) if s else board) for s in ("",) + suffixes)
 
 
-def uri(path: Path, **params: str) -> str:
-    return f"file:{quote(str(path))}?" + "&".join(f"{k}={v}" for k, v in params.items())
 
 
 # ---- views ------------------------------------------------------------------------------------------

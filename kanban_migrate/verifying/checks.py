@@ -17,11 +17,11 @@ from pathlib import Path
 
 from ..board import MAGIC, VERSION_TABLE, sidecar
 from ..schema import INTERNAL_TABLES, Difference, Schema, quote
-from .model import Examples, Finding, excerpt
+from ..backup import QUARANTINE_KEEP
+from .model import HINT_UPGRADE, Examples, Finding, excerpt
 
 # ---- hints (what to run next) ------------------------------------------------------------------
 HINT_RECOVER = "run 'kanban-migrate recover' on it (the board's rows are copied into a new, sound file)"
-HINT_UPGRADE = "run 'kanban-migrate upgrade' on it"
 HINT_CHECKPOINT = ("checkpoint it while the board is idle: "
                    "sqlite3 {path} 'PRAGMA wal_checkpoint(TRUNCATE)'")
 HINT_NEWER = "this board was stamped by a newer kanban-migrate: upgrade kanban-migrate itself"
@@ -32,8 +32,6 @@ WAL_LARGE_BYTES = 8 * 1024 * 1024
 WAL_STALE_SECONDS = 3600
 #: The frame walk reads every frame in Python; beyond this size only the header is read.
 WAL_WALK_LIMIT = 64 * 1024 * 1024
-#: The application keeps at most 10 quarantine copies (spec section 2).
-MAX_QUARANTINE = 10
 
 
 # ================================================================================================
@@ -262,8 +260,8 @@ def check_backups(board: Path) -> list[Finding]:
         total = sum(b.size for b in mine)
         msg = f"{len(mine)} {label} backup(s) beside the board ({total / 1048576:.1f} MiB)"
         examples = [b.path.name for b in mine[:5]]
-        if kind == "corrupt" and len(mine) > MAX_QUARANTINE:
-            out.append(Finding("file", "warning", msg + f"; more than the {MAX_QUARANTINE} the application keeps",
+        if kind == "corrupt" and len(mine) > QUARANTINE_KEEP:
+            out.append(Finding("file", "warning", msg + f"; more than the {QUARANTINE_KEEP} the application keeps",
                                hint="keep the newest few and delete the rest (see issue #32593)",
                                count=len(mine), examples=examples))
         else:
@@ -308,7 +306,7 @@ def sqlite_error(check: str, exc: BaseException, doing: str, table: str | None =
 # ================================================================================================
 # integrity
 # ================================================================================================
-_INDEX_ONLY = re.compile(
+INDEX_ONLY = re.compile(
     r"^(?:row \d+ missing from index|wrong # of entries in index|non-unique entry in index) (\S+)"
 )
 _TABLE_NAMED = re.compile(r"\b(?:NULL|TEXT|NUMERIC|INTEGER|REAL|BLOB) value in ([^.\s]+)\.\S+|CHECK constraint failed in (\S+)")
@@ -334,7 +332,7 @@ def classify(lines: list[str], index_tables: dict[str, str]) -> list[Finding]:
     damaged_indexes: dict[str, Examples] = {}
     other: list[str] = []
     for line in lines:
-        m = _INDEX_ONLY.match(line)
+        m = INDEX_ONLY.match(line)
         if m:
             damaged_indexes.setdefault(m.group(1), Examples()).add(line)
         else:

@@ -29,9 +29,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..schema import Schema, Table, quote
-from .model import MAX_EXAMPLES, Finding, excerpt
+from .model import HINT_UPGRADE, MAX_EXAMPLES, Finding, excerpt
 
-HINT_UPGRADE = "run 'kanban-migrate upgrade' on it"
 HINT_ORPHANS = ("the rows are unreachable from the board; restore the missing tasks from a backup "
                 "or delete the rows")
 HINT_CURRENT_RUN = ("the dispatcher follows current_run_id: clear it (UPDATE tasks SET current_run_id = NULL ...) "
@@ -387,8 +386,6 @@ def _nul_flag(board: Schema, table: str, skip=()) -> Flag | None:
     return Flag(expr, "warning", "{n} row(s) of {table} with a NUL byte in a text column", hint=HINT_NUL)
 
 
-#: Columns whose values are JSON: a NUL in them makes them invalid JSON (that finding instead).
-JSON_COLUMNS = {"tasks": ("skills",), "task_events": ("payload",), "task_runs": ("metadata",)}
 
 
 def _json_flag(column: str) -> Flag:
@@ -550,6 +547,7 @@ def plan(board: Schema, conn: sqlite3.Connection | None = None, *, quick: bool =
     whether one can exist; only then is the table's NUL count redone over every text column
     (:class:`NulRecount`)."""
     from .. import head
+    from ..head import JSON_COLUMNS
 
     p = Plan()
     tables = board.tables

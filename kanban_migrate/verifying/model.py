@@ -8,6 +8,7 @@ from typing import Any
 SEVERITIES = ("error", "warning", "info")
 CHECKS = ("file", "integrity", "schema", "revision", "data")
 MAX_EXAMPLES = 5
+HINT_UPGRADE = "run 'kanban-migrate upgrade' on it"
 
 
 @dataclass
