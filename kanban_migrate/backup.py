@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 KEEP = 5
-KINDS = ("pre-upgrade", "corrupt")
+KINDS = ("pre-upgrade", "corrupt", "pre-restore")  # pre-restore: kanban_migrate.restore
 
 
 @dataclass(frozen=True)

@@ -256,8 +256,8 @@ def upgrade(
     if revision == HEAD:
         return UpgradeResult(shown, "current", None, HEAD, HEAD, seconds=time.perf_counter() - started)
     _check_known(revision, shown)
-    writing = not (dry_run or sql)
-    check = _QuickCheck(bf, busy_timeout, trace) if writing and bf.size else None
+    # --dry-run/--check predict: they run the same pre-checks, so a board upgrade would refuse is refused
+    check = _QuickCheck(bf, busy_timeout, trace) if not sql and bf.size else None
     fp = None
     try:
         revision, fp = _inspect(bf, busy_timeout) if bf.size else (None, None)
@@ -280,6 +280,8 @@ def upgrade(
     if sql:
         result.sql = _offline_sql(bf, revision)
     if dry_run or sql:
+        if check is not None:
+            check.result()
         result.seconds = time.perf_counter() - started
         return result
     import alembic.command  # noqa: F401  (while the quick_check runs)
@@ -298,6 +300,7 @@ def upgrade(
             exc.hint += f"; revisions {' '.join(applied)} were applied and committed"
         raise
     result.applied = applied
+    result.pending = pending_after(applied[-1]) if applied else pending
     result.revision_after = applied[-1] if applied else revision
     result.status = "upgraded"
     result.code = 0
@@ -312,8 +315,8 @@ def _one(path: str, kw: dict) -> UpgradeResult:
         status = {ExitCode.BUSY: "busy", ExitCode.USAGE: "missing"}.get(exc.code, "refused")
         return UpgradeResult(path, status, message=exc.message, hint=exc.hint, code=int(exc.code))
     except Exception as exc:  # a bug must not stop the other boards of the fleet
-        return UpgradeResult(path, "error", message=f"unexpected error: {exc!r}",
-                             hint="please report it", code=int(ExitCode.REFUSED))
+        return UpgradeResult(path, "error", message=f"internal error: {exc!r}",
+                             hint="a bug in kanban-migrate: please report it", code=int(ExitCode.INTERNAL))
 
 
 def upgrade_many(paths: list[str], *, jobs: int | None = None, on_done=None, **kw) -> list[UpgradeResult]:

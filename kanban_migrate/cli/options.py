@@ -1,0 +1,58 @@
+"""Options shared by several commands, defined once; their values go through the same rules as
+the fast path's (:mod:`kanban_migrate.cli.rules`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..board import DEFAULT_BUSY_TIMEOUT
+from . import rules
+
+busy_timeout = click.option(
+    "--busy-timeout", type=float, default=DEFAULT_BUSY_TIMEOUT, show_default=True, metavar="SECONDS",
+    callback=lambda _ctx, _p, value: rules.check_busy_timeout(value),
+    help="How long to wait for another process's lock before giving up (exit 4).",
+)
+jobs = click.option(
+    "-j", "--jobs", type=int, default=None, metavar="N",
+    callback=lambda _ctx, _p, value: rules.check_jobs(value),
+    help="Boards handled in parallel processes (default: the number of cores).",
+)
+home = click.option(
+    "--home", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
+    help="Without DB: the Hermes home to look in (default: $HERMES_KANBAN_HOME, $HERMES_HOME or ~/.hermes).",
+)
+include_all = click.option(
+    "--all", "include_all", is_flag=True,
+    help="Without DB: also archived and old per-profile boards of the home.",
+)
+as_json = click.option(
+    "--json", "as_json", is_flag=True,
+    help="Machine-readable: an object when exactly one DB is named, else a list (README, 'JSON').",
+)
+nl = click.option("--nl", is_flag=True, help="Like --json, one object per line (for jq and grep).")
+quiet = click.option("-q", "--quiet", is_flag=True, help="Print nothing on success; failures still get one line each.")
+
+
+def boards(f):
+    """``[DB]...``, ``--all`` and ``--home``: the board-selection rule."""
+    f = home(f)
+    f = include_all(f)
+    return click.argument("dbs", nargs=-1, metavar="[DB]...")(f)
+
+
+def json_output(f):
+    return as_json(nl(f))
+
+
+def targets(dbs, home_dir, all_boards):
+    """``(targets, one)`` by the board-selection rule (:func:`rules.board_targets`)."""
+    return rules.board_targets(dbs, home_dir, all_boards)
+
+
+def echo_json(items: list[dict], *, one: bool, nl: bool = False) -> None:
+    text = rules.json_text(items, one=one, nl=nl)
+    if text:
+        click.echo(text)
