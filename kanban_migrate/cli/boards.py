@@ -119,8 +119,8 @@ def backups_command(db, home, as_json, nl, keep, dry_run, force):
     if keep is not None:
         verb = "would prune" if dry_run else "pruned"
         line += f"; {verb} {len(doomed)} (kept the newest {keep} per board and kind"
-        spared = [b for b in kept if b.state == "quarantine"]
-        line += ", and each board's last quarantine copy: --force deletes it too)" if spared and not force else ")"
+        spared = keep == 0 and not force and any(b.state == "quarantine" for b in kept)
+        line += ", and each board's last quarantine copy: --force deletes it too)" if spared else ")"
     click.echo(line)
     if db is not None and kept:
         click.echo(f"put one back with: kanban-migrate restore {db} BACKUP")

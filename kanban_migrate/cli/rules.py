@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 
 from ..errors import UsageError
@@ -112,12 +113,12 @@ def error_dict(path: str, exc: KanbanMigrateError) -> dict:
 
 
 def fit_hint(exc: KanbanMigrateError, options: set[str]) -> KanbanMigrateError:
-    """Reword a refusal's hint for a command without ``--create`` (the library's hint names it for
-    ``upgrade``): a hint never names an option the command does not have. Decided by the class and
-    the file, not by the text."""
+    """Reword a refusal whose hint names an option the running command lacks (the library words
+    "no such file" and "empty file" for ``upgrade``, which has ``--create``): a hint never sends
+    anyone to an option that is not there. The new wording is chosen by the class and the file."""
     from ..errors import MissingBoard, NotABoard
 
-    if "--create" in options or not exc.path:
+    if not exc.path or set(re.findall(r"--[a-z][a-z-]*", exc.hint or "")) <= options:
         return exc
     if isinstance(exc, MissingBoard):
         exc.hint = "check the path"
