@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
-from ..recovering.cli import recover_command as command
+from ..recovering.cli import recover_command
+from .options import lend_help
+
+command = lend_help(recover_command)
 
 __all__ = ["command"]

@@ -104,7 +104,7 @@ def upgrade_cell(r, mode: str | None) -> str:
 def revision_cell(r) -> str:
     before = r.revision_before or ("unstamped" if r.shape else "-")
     after = r.pending[-1] if r.status == "pending" and r.pending else r.revision_after
-    return f"{before} -> {after}" if after else before
+    return f"{before} -> {after}" if after and after != before else before
 
 
 def upgrade_table(results, mode: str | None = None, *, width: int | None = None) -> str:

@@ -14,6 +14,7 @@ import click
 
 from ..verifying.cli import verify_command as _command
 from . import rules
+from .options import lend_help
 
 
 def _no_boards(params: dict) -> bool:
@@ -33,6 +34,6 @@ def _callback(**params):
     return _command.callback(**params)
 
 
-command = click.Command(_command.name, params=_command.params, callback=_callback, help=_command.help,
+command = lend_help(click.Command(_command.name, params=_command.params, callback=_callback, help=_command.help,
                         short_help=_command.short_help, context_settings=_command.context_settings,
-                        epilog=_command.epilog)
+                        epilog=_command.epilog))
