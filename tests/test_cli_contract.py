@@ -376,3 +376,26 @@ def test_the_fast_path_imports_nothing_heavy_and_validates(tmp_path, board_cache
                        (["upgrade", "--jobs", "0", str(board)], "2 ['click']")):
         proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60)
         assert proc.stdout.splitlines()[-1] == want, (args, proc.stdout, proc.stderr)
+
+
+@pytest.mark.parametrize("width", [40, 60, 90, 200])
+def test_paths_are_never_cut_on_a_terminal(width):
+    """However narrow the terminal, every character of every path is printed: folded pieces end
+    in FOLD and join back to the path, and no piece of a path is wider than the terminal."""
+    from kanban_migrate.cli import render
+
+    paths = ["/home/someone/.hermes/kanban/boards/big/kanban.db",
+             "/home/someone/.hermes/kanban/boards/big/kanban.db.pre-upgrade.3f1c0a9e5b7d2c11.bak",
+             "/x/kanban.db"]
+    rows = [["named", "big", "v2b +legacy-counters", "-", "1.2 MiB", "needs-upgrade", p] for p in paths]
+    piped = render.table(render.BOARD_HEADER, rows)
+    text = render.table(render.BOARD_HEADER, rows, width=width)
+    assert all(p in piped for p in paths)  # piped: whole rows, nothing folded
+    joined = re.sub(render.FOLD + r"\n +", "", text)
+    for p in paths:
+        assert p in joined, (width, text)
+    too_wide = max(len(line) for line in piped.splitlines()) > width
+    assert (text != piped) == too_wide
+    for line in text.splitlines():
+        if line.startswith(" "):
+            assert len(line) <= width, line
