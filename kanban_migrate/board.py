@@ -12,7 +12,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import BoardBusy, CorruptBoard, MissingBoard, NotABoard, Undecodable, Unreadable
+from .errors import BoardBusy, CorruptBoard, MissingBoard, NotABoard
 
 MAGIC = b"SQLite format 3\x00"
 DEFAULT_BUSY_TIMEOUT = 120.0  # seconds, as the board application (spec section 2)
@@ -59,7 +59,7 @@ def check_file(path: str | os.PathLike, *, allow_empty: bool = False) -> BoardFi
     except FileNotFoundError:
         raise MissingBoard("no such file", "check the path, or pass --create to make a new board", path=shown)
     except OSError as exc:
-        raise Unreadable(f"cannot read: {exc.strerror}", "check the path and its permissions", path=shown)
+        raise NotABoard(f"cannot read: {exc.strerror}", "check the path and its permissions", path=shown)
     if stat.S_ISDIR(st.st_mode):
         raise NotABoard("is a directory, not a board file", "pass the kanban.db file inside it", path=shown)
     if not stat.S_ISREG(st.st_mode):
@@ -69,7 +69,7 @@ def check_file(path: str | os.PathLike, *, allow_empty: bool = False) -> BoardFi
         with open(resolved, "rb") as fh:
             header = fh.read(100)
     except OSError as exc:
-        raise Unreadable(f"cannot read: {exc.strerror}", "check the file's permissions", path=shown)
+        raise NotABoard(f"cannot read: {exc.strerror}", "check the file's permissions", path=shown)
     if st.st_size == 0:
         if not allow_empty:
             raise NotABoard(
@@ -170,7 +170,7 @@ def translate(exc: sqlite3.Error, path: str) -> Exception:
             path=path,
         )
     if "not a database" in low or "file is encrypted" in low:
-        return Undecodable(
+        return NotABoard(
             f"not a readable SQLite database ({text})",
             "run 'kanban-migrate recover' on it if it was a board",
             path=path,
@@ -180,5 +180,5 @@ def translate(exc: sqlite3.Error, path: str) -> Exception:
             f"board is damaged ({text})", "run 'kanban-migrate recover' on it", path=path
         )
     if "readonly" in low or "read-only" in low or "unable to open" in low:
-        return Unreadable(f"cannot open the board for writing ({text})", "check the file's and directory's permissions", path=path)
+        return NotABoard(f"cannot open the board for writing ({text})", "check the file's and directory's permissions", path=path)
     return CorruptBoard(f"SQLite error: {text}", "run 'kanban-migrate verify' on it for details", path=path)

@@ -41,7 +41,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import board as _board
-from .errors import BoardBusy, CorruptBoard, KanbanMigrateError, MissingBoard, NotABoard, Undecodable, Unreadable
+from .errors import BoardBusy, CorruptBoard, KanbanMigrateError, MissingBoard, NotABoard
 from .home import BoardRef, discover, hermes_root, stray_backups
 from .units import human_age
 from .upgrading import HEAD, REVISIONS
@@ -97,11 +97,15 @@ class BackupInfo:
 
 # ---- the quick look at one file ---------------------------------------------------------------
 def _health_of_error(exc: KanbanMigrateError) -> str:
-    """The health word of a refusal, by its class."""
-    if isinstance(exc, (BoardBusy, Unreadable)):
+    if isinstance(exc, BoardBusy):
         return "unreadable"
-    if isinstance(exc, (CorruptBoard, Undecodable)):
+    if isinstance(exc, CorruptBoard):
         return "damaged"
+    low = exc.message.lower()
+    if "not a readable sqlite database" in low:  # the header says SQLite but SQLite refuses it
+        return "damaged"
+    if "cannot read" in low or "cannot open" in low:
+        return "unreadable"
     return "not-a-board"
 
 
