@@ -101,7 +101,7 @@ def restore(path: str | os.PathLike, which: str | os.PathLike | None = None, *,
     module docstring. Raises a refusal (board untouched) when the backup does not match its name
     (3), the board is in use (4) or the copy cannot be written (5)."""
     shown = str(path)
-    given = Path(path)
+    given = Path(path).expanduser()
     board = given.resolve() if given.is_symlink() else given
     if board.is_dir():
         raise NotABoard("is a directory, not a board file", "pass the kanban.db file inside it", path=shown)
