@@ -175,7 +175,7 @@ def status_line(s) -> str:
 
 # ---- boards and backups --------------------------------------------------------------------------
 BOARD_HEADER = ["kind", "name", "shape", "revision", "size", "health", "path"]
-BACKUP_HEADER = ["board kind", "board", "state", "size", "age", "", "path"]
+BACKUP_HEADER = ["board kind", "board", "state", "size", "age", "kept", "path"]
 
 
 def board_rows(items) -> list[list[str]]:
