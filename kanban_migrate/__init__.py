@@ -8,6 +8,7 @@ The Python API (the CLI is a thin layer over it)::
     kanban_migrate.verify("~/.hermes/kanban.db")       # -> VerifyReport
     kanban_migrate.recover("~/.hermes/kanban.db")      # -> RecoverReport
     kanban_migrate.restore("~/.hermes/kanban.db")      # undo: the newest backup back -> RestoreResult
+    kanban_migrate.ensure_head("~/.hermes/kanban.db")  # on every connect: 'current', 'stamped', ...
 
 Attributes are imported lazily so that ``import kanban_migrate`` stays cheap.
 """
@@ -22,6 +23,7 @@ _LAZY = {
     "upgrade_many": ("kanban_migrate.upgrading", "upgrade_many"),
     "status": ("kanban_migrate.upgrading", "status"),
     "is_current": ("kanban_migrate.upgrading", "is_current"),
+    "ensure_head": ("kanban_migrate.ensure", "ensure_head"),
     "UpgradeResult": ("kanban_migrate.results", "UpgradeResult"),
     "StatusResult": ("kanban_migrate.results", "StatusResult"),
     "verify": ("kanban_migrate.verifying", "verify"),

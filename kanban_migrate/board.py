@@ -115,23 +115,72 @@ def open_ro(board: BoardFile, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> 
     return conn
 
 
-def apply_settings(conn: sqlite3.Connection, *, busy_timeout: float, foreign_keys: bool = True) -> str:
-    """The application's per-connection settings (spec section 2); returns the journal mode.
+#: SQLite releases with the WAL-reset bug (https://sqlite.org/wal.html#walresetbug): 3.7.0 up to
+#: 3.51.2, except the fixed backports 3.50.7+ and 3.44.6+ of their branches (the application's
+#: ``hermes_cli/sqlite_runtime.py``). Half-open ranges of (major, minor, patch).
+WAL_RESET_BUG = ((3, 7, 0), (3, 51, 3))
+WAL_RESET_FIXED_BACKPORTS = (((3, 44, 6), (3, 45, 0)), ((3, 50, 7), (3, 51, 0)))
+#: Errors of filesystems without WAL support (NFS, SMB, some FUSE, ZFS under load): fall back to DELETE.
+WAL_UNSUPPORTED = ("locking protocol", "not authorized", "disk i/o error")
 
-    ``journal_mode=WAL`` is issued only when the board is not in WAL already: re-issuing it on every
-    connect recreated the WAL under live writers and was one cause of the May corruption reports.
+
+def wal_reset_vulnerable(sqlite_version: tuple[int, ...]) -> bool:
+    v = (tuple(int(p) for p in sqlite_version) + (0, 0, 0))[:3]
+    low, high = WAL_RESET_BUG
+    return low <= v < high and not any(a <= v < b for a, b in WAL_RESET_FIXED_BACKPORTS)
+
+
+def journal_mode_for(current_mode: str | None, sqlite_version: tuple[int, ...] | None = None) -> str | None:
+    """The journal mode the application puts a board in, given the mode it is in now; None when
+    the mode must be left as it is (spec section 2, the application's ``apply_wal_with_fallback``).
+
+    A WAL board stays WAL and ``journal_mode=WAL`` is never re-issued on it (re-issuing it on every
+    connect recreated the WAL under live writers: one cause of the May corruption reports); a mode
+    that could not be read is left alone too. Under a SQLite with the WAL-reset bug a board that is
+    not WAL is kept in, or put in, DELETE; otherwise WAL is enabled (:func:`apply_journal_mode`
+    falls back to DELETE where the filesystem refuses WAL). ``sqlite_version`` defaults to the
+    running library's.
     """
+    mode = (current_mode or "").strip().lower()
+    if not mode or mode == "wal":
+        return None
+    if sqlite_version is None:
+        sqlite_version = sqlite3.sqlite_version_info
+    target = "delete" if wal_reset_vulnerable(sqlite_version) else "wal"
+    return None if mode == target else target
+
+
+def apply_journal_mode(conn: sqlite3.Connection, *, sqlite_version: tuple[int, ...] | None = None) -> str:
+    """Read the journal mode first and apply :func:`journal_mode_for`; returns the mode in effect.
+
+    A new file (``upgrade --create``, recover's rebuilt board) is a board in DELETE to the rule,
+    as the application's connect treats the empty board it creates."""
+    mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+    target = journal_mode_for(mode, sqlite_version)
+    if target is None:
+        return mode
+    try:
+        return str(conn.execute(f"PRAGMA journal_mode={target}").fetchone()[0]).lower()
+    except sqlite3.OperationalError as exc:
+        if target != "wal" or not any(m in str(exc).lower() for m in WAL_UNSUPPORTED):
+            raise
+        if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+            raise  # never downgrade a board that is WAL on disk
+        return str(conn.execute("PRAGMA journal_mode=DELETE").fetchone()[0]).lower()
+
+
+def apply_settings(conn: sqlite3.Connection, *, busy_timeout: float, foreign_keys: bool = True) -> str:
+    """The application's per-connection settings (spec section 2); returns the journal mode
+    (:func:`apply_journal_mode`)."""
     conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
-    mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-    if str(mode).lower() != "wal":
-        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    mode = apply_journal_mode(conn)
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA wal_autocheckpoint=100")
     conn.execute("PRAGMA journal_size_limit=8388608")
     conn.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
     conn.execute("PRAGMA secure_delete=ON")
     conn.execute("PRAGMA cell_size_check=ON")
-    return str(mode).lower()
+    return mode
 
 
 def open_rw(path: Path, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT, foreign_keys: bool = True) -> sqlite3.Connection:

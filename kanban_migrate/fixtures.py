@@ -35,6 +35,7 @@ class Era:
     after: tuple[str, ...]
     aborts: bool
     id_hex: int
+    journal_gate: bool = False  # the release follows the WAL-reset journal-mode rule (#70055)
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class FixtureInfo:
     seed: int
     rows: dict[str, int] = field(default_factory=dict)
     aborted: list[str] = field(default_factory=list)  # errors of releases that aborted (v3)
+    journal_mode: str = ""
 
 
 @lru_cache(maxsize=None)
@@ -61,39 +63,58 @@ def _load() -> dict:
         return tomllib.load(fh)
 
 
-def _resolve(eras: dict, name: str, key: str):
-    value = eras[name].get(key, [] if key != "add" else {})
-    while isinstance(value, str):  # "v1" means: the same as era v1
-        value = eras[value].get(key, [] if key != "add" else {})
-    return value
-
-
 @lru_cache(maxsize=None)
 def eras() -> dict[str, Era]:
     raw = _load()["era"]
-    out = {}
-    for name, spec in raw.items():
-        create = list(_resolve(raw, name, "create"))
+    out: dict[str, Era] = {}
+
+    def build(name: str) -> Era:
+        if name in out:
+            return out[name]
+        spec = raw[name]
+
+        def inherited(key: str, empty):
+            value = spec.get(key, empty)
+            return getattr(build(value), key) if isinstance(value, str) else value  # "v1": as era v1
+
+        create = list(inherited("create", ()))
         for old, new in spec.get("create_replace", []):
-            create = [s.replace(old, new) for s in create]
-        add_raw = dict(_resolve(raw, name, "add"))
-        add = {t: tuple(_resolve_add(raw, v, t)) for t, v in add_raw.items()}
+            if not any(old in stmt for stmt in create):
+                raise ValueError(f"shapes.toml: era {name}: create_replace {old!r} matches nothing")
+            create = [stmt.replace(old, new) for stmt in create]
+        add = {t: tuple(build(v).add[t] if isinstance(v, str) else v)
+               for t, v in dict(inherited("add", {})).items()}
         out[name] = Era(
             name=name,
             create=tuple(create),
             rename=spec.get("rename", {}),
             add=add,
-            after=tuple(_resolve(raw, name, "after")),
+            after=tuple(inherited("after", ())),
             aborts=bool(spec.get("aborts", False)),
             id_hex=int(spec.get("id_hex", 8)),
+            journal_gate=bool(spec.get("journal_gate", False)),
         )
+        return out[name]
+
+    for name in raw:
+        build(name)
     return out
 
 
-def _resolve_add(raw: dict, value, table: str):
-    while isinstance(value, str):
-        value = raw[value]["add"][table]
-    return value
+def journal_mode_after(steps, sqlite_version: tuple[int, ...] | None = None) -> str:
+    """The journal mode a new file has after the releases ``steps`` opened it in turn: releases
+    before the WAL-reset gate put every board in WAL; later ones follow the application's rule
+    (:func:`kanban_migrate.board.journal_mode_for`) under the SQLite ``sqlite_version``."""
+    from .board import journal_mode_for
+
+    mode = "delete"  # a new file
+    all_eras = eras()
+    for step in steps:
+        if all_eras[step].journal_gate:
+            mode = journal_mode_for(mode, sqlite_version) or mode
+        else:
+            mode = "wal"
+    return mode
 
 
 @lru_cache(maxsize=None)
@@ -163,17 +184,23 @@ def build_schema(conn: sqlite3.Connection, shape: Shape) -> list[str]:
 
 
 def create(path: str | Path, shape: str = "v0", *, tasks: int = 200, seed: int = 1,
-           journal_mode: str = "wal") -> FixtureInfo:
-    """Create a board of ``shape`` at ``path`` (which must not exist) with ``tasks`` tasks."""
+           journal_mode: str | None = None, sqlite_version: tuple[int, ...] | None = None) -> FixtureInfo:
+    """Create a board of ``shape`` at ``path`` (which must not exist) with ``tasks`` tasks.
+
+    The journal mode is the one the application of each release left the file in
+    (:func:`journal_mode_after`, under ``sqlite_version``, default the running SQLite's), unless
+    ``journal_mode`` names one.
+    """
     path = Path(path)
     known = shapes()
     if shape not in known:
         raise KeyError(f"unknown shape {shape!r}; known: {', '.join(known)}")
     if path.exists():
         raise FileExistsError(f"{path} exists")
+    mode = journal_mode or journal_mode_after(known[shape].steps, sqlite_version)
     conn = sqlite3.connect(str(path), isolation_level=None)
     try:
-        conn.execute(f"PRAGMA journal_mode={journal_mode}")
+        mode = str(conn.execute(f"PRAGMA journal_mode={mode}").fetchone()[0]).lower()
         conn.execute("PRAGMA synchronous=OFF")
         conn.execute("BEGIN")
         aborted = build_schema(conn, known[shape])
@@ -181,11 +208,11 @@ def create(path: str | Path, shape: str = "v0", *, tasks: int = 200, seed: int =
         id_hex = eras_used[0].id_hex if eras_used else 8
         rows = populate(conn, tasks=tasks, seed=seed, id_hex=id_hex)
         conn.execute("COMMIT")
-        if journal_mode.lower() == "wal":
+        if mode == "wal":
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         conn.close()
-    return FixtureInfo(path, shape, seed, rows, aborted)
+    return FixtureInfo(path, shape, seed, rows, aborted, mode)
 
 
 # ---- data -------------------------------------------------------------------------------------
@@ -204,6 +231,12 @@ OLD_KINDS = ["ready", "priority", "spawn_auto_blocked"]
 V0_STATUSES = ["todo", "ready", "running", "blocked", "done", "archived"]
 ALL_STATUSES = ["triage", "todo", "scheduled", "ready", "running", "blocked", "review", "done", "archived"]
 FINGERPRINTS = ["1700000000|1790000510", "|179000051092", "unverified"]
+#: (status, outcome) of finished runs as the application writes them (spec section 3; some paths
+#: copy the outcome into the status); a test keeps them within head's lists.
+RUN_ENDINGS = [("crashed", "crashed"), ("timed_out", "timed_out"), ("failed", "spawn_failed"),
+               ("spawn_failed", "spawn_failed"), ("gave_up", "gave_up"), ("reclaimed", "reclaimed"),
+               ("released", "reclaimed"), ("blocked", "blocked"), ("review", "review_requested"),
+               ("ready", "changes_requested"), ("scheduled", "scheduled"), ("completed", "completed")]
 LOREM = ("The dispatcher claims the task, spawns a worker and records a heartbeat every few "
          "seconds; when the worker dies the claim expires and the task is reclaimed. ")
 
@@ -227,6 +260,7 @@ def _extra_value(rng: random.Random, col: str, declared: str, i: int):
 def populate(conn: sqlite3.Connection, *, tasks: int = 200, seed: int = 1, id_hex: int = 8) -> dict[str, int]:
     """Fill every kanban table present on the board with consistent, deterministic data."""
     rng = random.Random(seed)
+    hist = random.Random(seed + 0x5EED)  # a second stream: run history without shifting the rest
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     info = {t: {r[1]: (r[2] or "") for r in conn.execute(f"PRAGMA table_info({quote(t)})")} for t in tables}
     tcols = info.get("tasks", {})
@@ -297,12 +331,29 @@ def populate(conn: sqlite3.Connection, *, tasks: int = 200, seed: int = 1, id_he
         # Runs: every done task has a finished run; half of the running tasks have their current
         # run, the other half have none (the upgrade creates it).
         if "task_runs" in info and status in ("done", "running") and "current_run_id" in tcols:
+            if hist.random() < 0.3:  # an earlier attempt that ended otherwise
+                run_id += 1
+                ended_status, outcome = hist.choice(RUN_ENDINGS)
+                t0 = created + hist.randrange(1, 50)
+                run_rows.append({
+                    "id": f"run_{run_id:06x}" if text_ids.get("task_runs") else run_id, "task_id": tid,
+                    "profile": row["assignee"], "step_key": None, "status": ended_status,
+                    "claim_lock": None, "claim_expires": None, "worker_pid": hist.randrange(1000, 60000),
+                    "worker_started_at": hist.choice(FINGERPRINTS), "max_runtime_seconds": row["max_runtime_seconds"],
+                    "last_heartbeat_at": t0 + 30, "started_at": t0, "ended_at": t0 + hist.randrange(31, 600),
+                    "outcome": outcome, "summary": None,
+                    "metadata": json.dumps({"exit_code": hist.choice([1, 75, 137])}),
+                    "error": hist.choice([None, "worker exited 137", "spawn: ENOENT hermes-worker"]),
+                })
+                for col, declared in info["task_runs"].items():
+                    if col not in run_rows[-1]:
+                        run_rows[-1][col] = _extra_value(hist, col, declared, run_id)
             if status == "done" or rng.random() < 0.5:
                 run_id += 1
                 rid = f"run_{run_id:06x}" if text_ids.get("task_runs") else run_id
                 run_rows.append({
                     "id": rid, "task_id": tid, "profile": row["assignee"], "step_key": row["current_step_key"],
-                    "status": "running" if status == "running" else "done",
+                    "status": "running" if status == "running" else ("completed" if hist.random() < 0.3 else "done"),
                     "claim_lock": row["claim_lock"], "claim_expires": row["claim_expires"],
                     "worker_pid": row["worker_pid"], "worker_started_at": row["worker_started_at"],
                     "max_runtime_seconds": row["max_runtime_seconds"],

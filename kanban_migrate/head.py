@@ -225,16 +225,23 @@ ALTER_ORDER: dict[str, tuple[str, ...]] = {
 }
 
 # ---- values the application writes (spec section 3) -------------------------------------------
+# Open vocabularies: the values the real application has been measured writing, not a constraint it
+# enforces (there is no CHECK, and it adds values over time; some code paths copy a run's outcome
+# into its status). A value outside a list is not evidence of damage: use these to describe or to
+# attribute, never to reject a row or to call a board unhealthy.
 TASK_STATUSES = frozenset(
     {"triage", "todo", "scheduled", "ready", "running", "blocked", "review", "done", "archived"}
 )
 WORKSPACE_KINDS = frozenset({"scratch", "worktree", "dir"})
 BLOCK_KINDS = frozenset({"dependency", "needs_input", "capability", "transient"})
 RUN_STATUSES = frozenset(
-    {"running", "done", "blocked", "crashed", "timed_out", "failed", "released", "reclaimed"}
+    {"running", "done", "blocked", "crashed", "timed_out", "failed", "released", "reclaimed",
+     "completed", "spawn_failed", "gave_up", "scheduled", "review", "ready"}
 )
+#: ``task_runs.outcome``; NULL while the run is still going.
 RUN_OUTCOMES = frozenset(
-    {"completed", "blocked", "crashed", "timed_out", "spawn_failed", "gave_up", "reclaimed"}
+    {"completed", "blocked", "crashed", "timed_out", "spawn_failed", "gave_up", "reclaimed",
+     "scheduled", "review_requested", "changes_requested"}
 )
 DELIVERY_MODES = frozenset({"notify", "notify+wake", "wake"})
 #: Event kinds renamed by every upgrade (spec section 5).

@@ -42,6 +42,24 @@ def test_kanban_board_gives_distinct_files_in_tmp_path(kanban_board, tmp_path):
     assert count(b) == 50  # each call is its own copy
 
 
+def test_journal_modes_as_the_application_left_them(kanban_board):
+    def mode(path):
+        conn = sqlite3.connect(path)
+        try:
+            return conn.execute("PRAGMA journal_mode").fetchone()[0]
+        finally:
+            conn.close()
+
+    from kanban_migrate.board import wal_reset_vulnerable
+
+    fresh = "delete" if wal_reset_vulnerable(sqlite3.sqlite_version_info) else "wal"
+    assert mode(kanban_board(shape="v7", tasks=5)) == fresh  # made after the WAL-reset gate
+    assert mode(kanban_board(shape="v1-upgraded", tasks=5)) == "wal"  # April's WAL board, never downgraded
+    assert mode(kanban_board(shape="v0", tasks=5)) == "wal"
+    assert mode(kanban_board(shape="v7", tasks=5, journal_mode="wal")) == "wal"
+    assert mode(kanban_board(shape="v0", tasks=5, journal_mode="delete")) == "delete"
+
+
 def test_named_board(kanban_board, tmp_path):
     path = kanban_board(shape="v3-half", tasks=5, seed=2, name="kanban.db")
     assert path == tmp_path / "kanban.db" and count(path) == 5
@@ -67,7 +85,7 @@ def run_outside(pytester, *args):
 def test_outside_project_uses_the_fixtures(pytester):
     result = run_outside(pytester)
     names = list(shapes())
-    result.assert_outcomes(passed=3 + len(names))
+    result.assert_outcomes(passed=4 + len(names))
     result.stdout.fnmatch_lines([f"*test_outside.py::test_every_shape[[]{n}[]] PASSED*" for n in names],
                                 consecutive=False)
     result.stdout.fnmatch_lines(["*test_kanban_board_gives_distinct_files_in_tmp_path PASSED*"])
@@ -79,4 +97,4 @@ def test_plugin_can_be_disabled(pytester):
     result = run_outside(pytester, "-p", "no:kanban_migrate")
     result.stdout.fnmatch_lines(["*fixture 'kanban_board' not found*", "*fixture 'legacy_board' not found*"],
                                 consecutive=False)
-    result.assert_outcomes(errors=3, failed=1)  # test_every_shape is no longer parametrized
+    result.assert_outcomes(errors=4, failed=1)  # test_every_shape is no longer parametrized

@@ -113,6 +113,7 @@ def left_by_a_killed_writer(board: Path, folder: Path, statements) -> Path:
     """The files a writer killed after committing leaves: its commits are in the -wal, never
     checkpointed (the files are copied while it still has the board open)."""
     conn = sqlite3.connect(board, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")  # fresh fixtures follow the gate: DELETE on SQLite < 3.51.3
     conn.execute("PRAGMA wal_autocheckpoint=0")
     conn.execute("BEGIN")
     for sql, args in statements:

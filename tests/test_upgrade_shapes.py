@@ -10,6 +10,7 @@ import pytest
 
 from conftest import pragma_rows, rows, sha256, tables
 from kanban_migrate import fixtures, head, schema
+from kanban_migrate.board import journal_mode_for
 from kanban_migrate.fingerprint import LEGACY_COLUMNS
 from kanban_migrate.upgrading import upgrade
 
@@ -48,6 +49,7 @@ def test_upgrade_reaches_head_and_keeps_every_row(shape, make_board):
     path = make_board(shape)
     before_schema = snapshot_of(path)
     before = {t: rows(path, t) for t in tables(path)}
+    mode_before = pragma_rows(path, "journal_mode")[0][0]
 
     result = upgrade(path)
     assert result.status == "upgraded" and result.revision_after == head.HEAD
@@ -66,7 +68,8 @@ def test_upgrade_reaches_head_and_keeps_every_row(shape, make_board):
             assert d.name in before_schema.indexes, d.detail
     assert pragma_rows(path, "integrity_check") == [("ok",)]
     assert pragma_rows(path, "foreign_key_check") == []
-    assert pragma_rows(path, "journal_mode") == [("wal",)]
+    # the application's journal-mode rule: a WAL board stays WAL, any other follows the gate
+    assert pragma_rows(path, "journal_mode") == [(journal_mode_for(mode_before) or mode_before,)]
 
     # --- every row and every value survives, but for the documented data changes
     after = {t: rows(path, t) for t in tables(path)}
@@ -214,3 +217,21 @@ def test_v2a_renamed_counters_are_not_copied_again(make_board):
     upgrade(path)
     assert {t["id"]: t["consecutive_failures"] for t in rows(path, "tasks")} == before
     assert "spawn_failures" not in snapshot_of(path).columns("tasks")
+
+
+def test_notify_progress_of_the_upstream_snapshot_is_kept_and_no_warning(make_board):
+    """kanban_notify_subs.notify_progress (one upstream snapshot, not upstream main): kept with its
+    values through the upgrade, and a column head does not know is information, never a warning."""
+    from kanban_migrate.verifying import verify
+
+    path = make_board("notify-progress")
+    before = [(r["task_id"], r["notify_progress"]) for r in rows(path, "kanban_notify_subs")]
+    assert before
+    assert upgrade(path).status == "upgraded"
+    assert [(r["task_id"], r["notify_progress"]) for r in rows(path, "kanban_notify_subs")] == before
+    col = snapshot_of(path).tables["kanban_notify_subs"].columns["notify_progress"]
+    assert (col.type, col.notnull, col.default) == ("INTEGER", True, "0")
+    report = verify(path)
+    about = [f for f in report.findings if "notify_progress" in f.message]
+    assert about and {f.severity for f in about} == {"info"}
+    assert report.ok
