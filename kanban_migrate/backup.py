@@ -77,11 +77,75 @@ def inherit_access(made: Path, board: Path) -> None:
             os.chown(made, st.st_uid, st.st_gid)
 
 
-def backup_board(source: sqlite3.Connection, board: Path, *, keep: int = KEEP) -> Path:
-    """Copy the board through SQLite's online backup API (a consistent snapshot, WAL included)
-    to ``<board>.pre-upgrade.<sha16>.bak``; returns its path. Prunes to the ``keep`` newest."""
-    tmp = board.with_name(f".{board.name}.pre-upgrade.{os.getpid()}.tmp")
+def _pid_alive(pid: int) -> bool:
     try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, owned by someone else
+        return True
+    return True
+
+
+def _tmp_prefix(board: Path) -> str:
+    return f".{board.name}.pre-upgrade."
+
+
+def remove_stale_tmp(board: Path) -> list[Path]:
+    """Remove half-made backups (``.<board>.pre-upgrade.<pid>.tmp`` and its SQLite sidecars) whose
+    process is gone: a backup killed half-way is a full copy of the board's rows. Names are parsed
+    exactly (never a glob: a board name may hold ``[``, ``*`` or ``?``)."""
+    prefix = _tmp_prefix(board)
+    removed = []
+    try:
+        entries = list(os.scandir(board.parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        name = entry.name
+        if not name.startswith(prefix):
+            continue
+        rest = name[len(prefix):]
+        pid, dot, tail = rest.partition(".")
+        if not (dot and pid.isdigit() and tail in ("tmp", "tmp-journal", "tmp-wal", "tmp-shm")):
+            continue
+        if int(pid) == os.getpid() or _pid_alive(int(pid)):
+            continue
+        try:
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
+        except FileNotFoundError:
+            pass
+    return removed
+
+
+def name_room(board: Path) -> int:
+    """Bytes to spare under the folder's file-name limit for the longest name a backup of
+    ``board`` needs (its temporary copy's ``-journal`` and the final ``.bak``); negative when
+    the board's name is too long to be backed up beside it."""
+    try:
+        limit = os.pathconf(board.parent, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    longest = len(os.fsencode(f"{board.name}.pre-upgrade.{'0' * 16}.bak"))
+    longest = max(longest, len(os.fsencode(f"{_tmp_prefix(board)}{4194304}.tmp-journal")))
+    return limit - longest
+
+
+def make_backup(source: sqlite3.Connection, board: Path) -> tuple[Path, bool]:
+    """Copy the board through SQLite's online backup API (a consistent snapshot, WAL included)
+    to ``<board>.pre-upgrade.<sha16>.bak`` with the board's access (mode, and owner as root);
+    returns its path and whether this call made it (False: that state was backed up before).
+
+    The copy is made under a temporary name from the first byte with the board's mode; one left
+    by a killed run is removed by the next (:func:`remove_stale_tmp`)."""
+    remove_stale_tmp(board)
+    tmp = board.with_name(f"{_tmp_prefix(board)}{os.getpid()}.tmp")
+    made = False
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.close(fd)
+        inherit_access(tmp, board)
         dest = sqlite3.connect(str(tmp))
         try:
             source.backup(dest)
@@ -98,21 +162,70 @@ def backup_board(source: sqlite3.Connection, board: Path, *, keep: int = KEEP) -
         else:
             os.replace(tmp, final)
             fsync_dir(board.parent)
+            made = True
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        for suffix in ("", "-journal", "-wal", "-shm"):
+            leftover = tmp.with_name(tmp.name + suffix)
+            if leftover.exists():
+                leftover.unlink()
+    return final, made
+
+
+def backup_board(source: sqlite3.Connection, board: Path, *, keep: int = KEEP) -> Path:
+    """:func:`make_backup`, then prune to the ``keep`` newest pre-upgrade backups."""
+    final, _made = make_backup(source, board)
     prune(board, keep=keep, kind="pre-upgrade")
     return final
 
 
-def list_backups(board: Path) -> list[Backup]:
-    out = []
+_SIDECAR_SUFFIXES = ("-wal", "-shm", "-journal")
+
+
+def _parse(board: Path, name: str) -> tuple[str, str, str] | None:
+    """``(kind, digest, sidecar suffix or "")`` for a backup file name of ``board``, else None."""
+    prefix = board.name + "."
+    if not name.startswith(prefix):
+        return None
+    rest = name[len(prefix):]
+    suffix = ""
+    for s in _SIDECAR_SUFFIXES:
+        if rest.endswith(".bak" + s):
+            suffix, rest = s, rest[: -len(s)]
+            break
     for kind in KINDS:
-        for p in board.parent.glob(f"{board.name}.{kind}.*.bak"):
-            digest = p.name[len(board.name) + len(kind) + 2: -len(".bak")]
+        head = kind + "."
+        if rest.startswith(head) and rest.endswith(".bak"):
+            digest = rest[len(head): -len(".bak")]
+            if digest and "/" not in digest:
+                return kind, digest, suffix
+    return None
+
+
+def list_backups(board: Path, *, leftovers: bool = False) -> list[Backup]:
+    """The backups beside ``board``, newest first, by exact name (``<board>.<kind>.<digest>.bak``).
+
+    With ``leftovers``, also the ``-wal``/``-shm``/``-journal`` of a backup whose ``.bak`` is gone
+    (a prune killed half-way), each as its own entry."""
+    found: dict[tuple[str, str], dict[str, Path]] = {}
+    try:
+        entries = list(os.scandir(board.parent))
+    except OSError:
+        return []
+    for entry in entries:
+        parsed = _parse(board, entry.name)
+        if parsed is None:
+            continue
+        kind, digest, suffix = parsed
+        found.setdefault((kind, digest), {})[suffix] = Path(entry.path)
+    out = []
+    for (kind, digest), files in found.items():
+        paths = [files[""]] if "" in files else (list(files.values()) if leftovers else [])
+        for p in paths:
             try:
                 st = p.stat()
             except OSError:
+                continue
+            if not stat.S_ISREG(st.st_mode):
                 continue
             out.append(Backup(p, kind, digest, st.st_size, st.st_mtime))
     out.sort(key=lambda b: b.mtime, reverse=True)
@@ -121,13 +234,20 @@ def list_backups(board: Path) -> list[Backup]:
 
 def prune(board: Path, *, keep: int = KEEP, kind: str | None = None) -> list[Path]:
     """Delete all but the ``keep`` newest backups (of ``kind``, or of each kind); returns the
-    deleted paths. A quarantine backup's ``-wal``/``-shm`` go with it."""
+    deleted paths. A backup's ``-wal``/``-shm`` go with it (after it, so an interrupted prune
+    never leaves a backup without its WAL), and the leftover sidecars of a backup already gone
+    are deleted too."""
     removed = []
+    everything = list_backups(board, leftovers=True)
     for k in (kind,) if kind else KINDS:
-        backups = [b for b in list_backups(board) if b.kind == k]
-        for b in backups[keep:]:
-            for p in (b.path, b.path.with_name(b.path.name + "-wal"), b.path.with_name(b.path.name + "-shm")):
-                if p.exists():
+        mine = [b for b in everything if b.kind == k]
+        whole = [b for b in mine if b.path.name.endswith(".bak")]
+        doomed = whole[keep:] + [b for b in mine if not b.path.name.endswith(".bak")]
+        for b in doomed:
+            for p in (b.path, *(b.path.with_name(b.path.name + s) for s in _SIDECAR_SUFFIXES)):
+                try:
                     p.unlink()
-                    removed.append(p)
+                except FileNotFoundError:
+                    continue
+                removed.append(p)
     return removed

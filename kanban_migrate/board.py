@@ -6,17 +6,39 @@ at head, which must not import SQLAlchemy or Alembic.
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import sqlite3
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import BoardBusy, CorruptBoard, MissingBoard, NotABoard
+from .errors import BoardBusy, CorruptBoard, EnvironmentFailure, MissingBoard, NotABoard, Refused
 
 MAGIC = b"SQLite format 3\x00"
 DEFAULT_BUSY_TIMEOUT = 120.0  # seconds, as the board application (spec section 2)
 VERSION_TABLE = "alembic_version"
+SIDECARS = ("-journal", "-wal", "-shm")
+_STAMP = re.compile(r"[A-Za-z0-9_.-]{1,32}")  # what an Alembic revision id looks like
+
+
+class BadStamp(Refused):
+    """``alembic_version`` holds something no kanban-migrate wrote (exit 3)."""
+
+
+class HotJournal(Refused):
+    """A hot rollback journal beside the board: only a read-write open can roll it back (exit 3
+    for a read-only look; ``upgrade`` lets SQLite roll it back, as the application's connect does)."""
+
+
+def excerpt(value, limit: int = 24) -> str:
+    """A short, printable excerpt of a value read from a file (never the whole of it)."""
+    if isinstance(value, bytes):
+        text = "x'" + value[: limit // 2].hex() + ("…'" if len(value) > limit // 2 else "'")
+        return text
+    text = repr(value if not isinstance(value, str) or len(value) <= limit else value[:limit])
+    return text + ("…" if isinstance(value, str) and len(value) > limit else "")
 
 
 @dataclass(frozen=True)
@@ -50,7 +72,9 @@ def sidecar(path: Path, suffix: str) -> Path:
 def check_file(path: str | os.PathLike, *, allow_empty: bool = False) -> BoardFile:
     """Check that ``path`` can be a board before anything opens it.
 
-    Raises MissingBoard (exit 2) or NotABoard (exit 3) with a one-line reason and hint.
+    Raises MissingBoard (exit 2), NotABoard (exit 3: not a board file, or a ``-journal``/``-wal``/
+    ``-shm`` beside it that is not a regular file) or EnvironmentFailure (exit 5: this user may not
+    read it), each with a one-line reason and hint.
     """
     raw = Path(path)
     shown = str(path)
@@ -59,7 +83,7 @@ def check_file(path: str | os.PathLike, *, allow_empty: bool = False) -> BoardFi
     except FileNotFoundError:
         raise MissingBoard("no such file", "check the path, or pass --create to make a new board", path=shown)
     except OSError as exc:
-        raise NotABoard(f"cannot read: {exc.strerror}", "check the path and its permissions", path=shown)
+        raise _unreadable(exc, shown) from None
     if stat.S_ISDIR(st.st_mode):
         raise NotABoard("is a directory, not a board file", "pass the kanban.db file inside it", path=shown)
     if not stat.S_ISREG(st.st_mode):
@@ -69,7 +93,8 @@ def check_file(path: str | os.PathLike, *, allow_empty: bool = False) -> BoardFi
         with open(resolved, "rb") as fh:
             header = fh.read(100)
     except OSError as exc:
-        raise NotABoard(f"cannot read: {exc.strerror}", "check the file's permissions", path=shown)
+        raise _unreadable(exc, shown) from None
+    _check_sidecars(resolved, shown)
     if st.st_size == 0:
         if not allow_empty:
             raise NotABoard(
@@ -92,11 +117,80 @@ def check_file(path: str | os.PathLike, *, allow_empty: bool = False) -> BoardFi
     return BoardFile(resolved, st.st_size, header, sidecar(resolved, "-wal"), sidecar(resolved, "-shm"))
 
 
+def _unreadable(exc: OSError, shown: str) -> Exception:
+    """The one line for a board this process may not read (the same for every command)."""
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return EnvironmentFailure(
+            f"cannot read: {exc.strerror}",
+            "run as the board's owner or give this user read access; nothing was changed",
+            path=shown,
+        )
+    return NotABoard(f"cannot read: {exc.strerror}", "check the path and its permissions", path=shown)
+
+
+def _check_sidecars(resolved: Path, shown: str) -> None:
+    """Refuse a board whose ``-journal``/``-wal``/``-shm`` is not a regular file: SQLite would
+    block forever opening a FIFO there, or read a device. ``stat`` never opens the file."""
+    for suffix in SIDECARS:
+        try:
+            st = os.stat(sidecar(resolved, suffix))
+        except OSError:
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            what = "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a directory" if stat.S_ISDIR(st.st_mode) \
+                else "not a regular file"
+            raise NotABoard(
+                f"{resolved.name}{suffix} beside it is {what}, not SQLite's {suffix[1:]} file",
+                f"remove or rename {resolved.name}{suffix}; SQLite only ever puts a regular file there",
+                path=shown,
+            )
+
+
 def _uri(path: Path, **params: str) -> str:
-    from urllib.parse import quote
+    from urllib.parse import quote  # percent-encodes ? # % (urllib.request's pathname2url is this, heavier)
 
     query = "&".join(f"{k}={v}" for k, v in params.items())
-    return f"file:{quote(str(path))}?{query}"
+    return f"file:{quote(str(path), safe='/')}?{query}"
+
+
+class _PrivateCopy(sqlite3.Connection):
+    """A connection on a private copy of a board and its WAL; closing it removes the copy."""
+
+    folder: str | None = None
+
+    def close(self) -> None:
+        super().close()
+        if self.folder is not None:
+            import shutil
+
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None
+
+
+def _private_copy(board: BoardFile, busy_timeout: float) -> sqlite3.Connection:
+    """Read a WAL board that has a ``-wal`` but no ``-shm`` from a copy of both in a private
+    temporary folder: reading the WAL in place needs a ``-shm``, and a read-only open would create
+    one beside the board and leave it there. Nobody has the board open (every connection would
+    have made the ``-shm``), so the copy is its current state."""
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="kanban-migrate-read-")
+    try:
+        copy = Path(folder) / "board.db"
+        shutil.copyfile(board.path, copy)
+        shutil.copyfile(board.wal, sidecar(copy, "-wal"))
+        conn = sqlite3.connect(_uri(copy, mode="ro"), uri=True, timeout=busy_timeout,
+                               isolation_level=None, factory=_PrivateCopy)
+    except BaseException as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise EnvironmentFailure(f"cannot make a private copy to read its WAL ({exc.strerror})",
+                                     f"free space in {tempfile.gettempdir()} or set TMPDIR; nothing was changed",
+                                     path=str(board.path)) from None
+        raise
+    conn.folder = folder
+    return conn
 
 
 def open_ro(board: BoardFile, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> sqlite3.Connection:
@@ -104,9 +198,18 @@ def open_ro(board: BoardFile, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> 
 
     A WAL board with neither ``-wal`` nor ``-shm`` beside it is opened ``immutable``: nobody has it
     open, there is nothing to read from a WAL, and a plain ``mode=ro`` open would create both
-    sidecars and leave them behind.
+    sidecars and leave them behind. One with a ``-wal`` but no ``-shm`` is read from a private
+    copy (an empty ``-wal`` holds nothing: immutable again).
     """
-    if board.wal_mode and not board.has_wal and not board.has_shm:
+    if board.wal_mode and not board.has_shm:
+        try:
+            wal_size = board.wal.stat().st_size
+        except OSError:
+            wal_size = 0
+        if wal_size:
+            conn = _private_copy(board, busy_timeout)
+            conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+            return conn
         uri = _uri(board.path, mode="ro", immutable="1")
     else:
         uri = _uri(board.path, mode="ro")
@@ -196,38 +299,112 @@ def open_rw(path: Path, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT, foreign_k
 
 
 def read_revision(conn: sqlite3.Connection) -> str | None:
-    """The revision stamped in ``alembic_version``, or None for a legacy (unstamped) board."""
+    """The revision stamped in ``alembic_version``, or None for a legacy (unstamped) board.
+
+    Raises :class:`BadStamp` when the stamp is not one short revision id (an integer, NULL, a blob,
+    a long or multi-row value, a view or a table without ``version_num``): Alembic would crash on
+    it or trust it. The refusal quotes a short excerpt only.
+    """
     row = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (VERSION_TABLE,)
+        "SELECT type, name FROM sqlite_master WHERE lower(name) = ?", (VERSION_TABLE,)
     ).fetchone()
     if row is None:
         return None
-    rows = conn.execute(f"SELECT version_num FROM {VERSION_TABLE}").fetchall()
+    hint = ("kanban-migrate keeps one revision id in the table alembic_version: rename that object, or "
+            "delete its rows to have the board adopted as legacy, then rerun; nothing was changed")
+    if row[0] != "table":
+        raise BadStamp(f"{VERSION_TABLE} is a {row[0]}, not kanban-migrate's stamp table", hint)
+    try:
+        rows = conn.execute(
+            f"SELECT typeof(version_num), CASE typeof(version_num) WHEN 'blob' THEN substr(version_num, 1, 12) "
+            f"ELSE substr(CAST(version_num AS TEXT), 1, 40) END, length(version_num) "
+            f"FROM {VERSION_TABLE} LIMIT 3"
+        ).fetchall()
+    except sqlite3.OperationalError as exc:
+        if "no such column" not in str(exc):
+            raise
+        raise BadStamp(f"{VERSION_TABLE} has no version_num column", hint) from None
     if not rows:
         return None
-    return ",".join(sorted(r[0] for r in rows))
+    if len(rows) > 1:
+        shown = ", ".join(excerpt(r[1]) for r in rows[:2])
+        raise BadStamp(f"{VERSION_TABLE} holds several rows ({shown}, ...), a board has one revision", hint)
+    kind, value, length = rows[0]
+    if kind != "text" or not _STAMP.fullmatch(value or "") or length > 32:
+        what = {"null": "NULL", "integer": f"the integer {value}", "real": f"the number {value}",
+                "blob": f"a {length}-byte blob {excerpt(value)}"}.get(kind, f"{excerpt(value)} ({length} characters)")
+        raise BadStamp(f"{VERSION_TABLE} holds {what}, not a revision id", hint)
+    return value
+
+
+def _fsize_limited() -> bool:
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    except (ImportError, OSError, ValueError):
+        return False
+    return soft != resource.RLIM_INFINITY
+
+
+def _disk_nearly_full(path: str) -> bool:
+    try:
+        st = os.statvfs(os.path.dirname(os.path.abspath(path)) or ".")
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 4 << 20
 
 
 def translate(exc: sqlite3.Error, path: str) -> Exception:
-    """Map a sqlite3 error onto a refusal with a one-line reason and hint."""
+    """Map a sqlite3 error onto a refusal with a one-line reason and hint naming the real cause:
+    a lock (exit 4); a full disk, a file-size limit, permissions or a read-only folder (exit 5,
+    the environment); a hot journal a read-only look cannot roll back; damage (exit 3, recover)."""
     text = str(exc)
     low = text.lower()
-    if "locked" in low or "busy" in low:
+    code = getattr(exc, "sqlite_errorcode", None) or 0
+    primary = code & 0xFF
+    if primary in (5, 6) or "locked" in low or "busy" in low:  # SQLITE_BUSY, SQLITE_LOCKED
         return BoardBusy(
             f"board is locked by another process ({text})",
             "stop the board's writers or retry with a longer --busy-timeout",
             path=path,
         )
-    if "not a database" in low or "file is encrypted" in low:
+    if code == 776:  # SQLITE_READONLY_ROLLBACK
+        return HotJournal(
+            f"a hot journal ({Path(path).name}-journal, left by an interrupted write) must be rolled back "
+            "first, which a read-only look cannot do",
+            "SQLite rolls it back on the next read-write open: run 'kanban-migrate upgrade' on it or start "
+            "the board application once, then rerun; nothing was changed",
+            path=path,
+        )
+    if primary == 13 or "disk is full" in low:  # SQLITE_FULL
+        return EnvironmentFailure(f"the disk is full ({text})", "free some space and rerun", path=path)
+    if primary == 10 or "disk i/o" in low:  # SQLITE_IOERR
+        if _fsize_limited():
+            return EnvironmentFailure(f"the file-size limit was reached ({text})",
+                                      "raise the limit (ulimit -f unlimited) and rerun", path=path)
+        if _disk_nearly_full(path):
+            return EnvironmentFailure(f"the disk is full ({text})", "free some space and rerun", path=path)
+        if code in (266, 522):  # SQLITE_IOERR_READ, SQLITE_IOERR_SHORT_READ: the file itself
+            return CorruptBoard(f"board is damaged ({text})", "run 'kanban-migrate recover' on it", path=path)
+        return EnvironmentFailure(f"the disk failed ({text})",
+                                  "check the disk and the kernel log (dmesg), then rerun", path=path)
+    if primary in (8, 14, 3, 23) or "readonly" in low or "read-only" in low or "unable to open" in low:
+        # SQLITE_READONLY, SQLITE_CANTOPEN, SQLITE_PERM, SQLITE_AUTH
+        return EnvironmentFailure(
+            f"cannot open the board, its -wal/-shm or its folder as needed ({text})",
+            "check the permissions of the file, its sidecars and its folder (SQLite writes -journal/-wal/-shm "
+            "beside the board); nothing was changed",
+            path=path,
+        )
+    if primary == 26 or "not a database" in low or "file is encrypted" in low:
         return NotABoard(
             f"not a readable SQLite database ({text})",
             "run 'kanban-migrate recover' on it if it was a board",
             path=path,
         )
-    if "malformed" in low or "corrupt" in low or "disk i/o" in low:
+    if primary == 11 or "malformed" in low or "corrupt" in low:
         return CorruptBoard(
             f"board is damaged ({text})", "run 'kanban-migrate recover' on it", path=path
         )
-    if "readonly" in low or "read-only" in low or "unable to open" in low:
-        return NotABoard(f"cannot open the board for writing ({text})", "check the file's and directory's permissions", path=path)
     return CorruptBoard(f"SQLite error: {text}", "run 'kanban-migrate verify' on it for details", path=path)

@@ -22,10 +22,16 @@ Health words:
 ``not-a-board``    not SQLite, an empty file, or a SQLite database that is not a kanban board
 ``damaged``        opening or reading the schema says "malformed" (or, with ``check``,
                    ``PRAGMA quick_check`` is not ok): run ``kanban-migrate recover``
-``unreadable``     cannot be read now (permissions, a lock held past the busy timeout)
+``unreadable``     cannot be read now (permissions, a lock held past the busy timeout, a hot
+                   journal a read-only look cannot roll back)
+``bad-stamp``      ``alembic_version`` holds something no kanban-migrate wrote (a number,
+                   NULL, a blob, junk text, a view): ``upgrade`` refuses it
 ``quarantined``    the original ``recover`` kept (``*.corrupt.*.bak``): damaged, even when the
                    quick look finds nothing (it would say ``ok``/``unchecked``)
 =================  ===================================================================
+
+A board stamped at a revision its schema does not bear out (a stamp that lies) is
+``needs-upgrade``: ``upgrade`` re-applies every revision.
 
 Nothing here writes: boards are opened with :func:`kanban_migrate.board.open_ro`, which creates
 no ``-wal``/``-shm``. The commands ``boards`` and ``backups`` are in :mod:`kanban_migrate.cli.boards`;
@@ -41,12 +47,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import board as _board
-from .errors import BoardBusy, CorruptBoard, KanbanMigrateError, MissingBoard, NotABoard
+from .errors import BoardBusy, CorruptBoard, EnvironmentFailure, KanbanMigrateError, MissingBoard
 from .home import BoardRef, discover, hermes_root, stray_backups
 from .units import human_age
-from .upgrading import HEAD, REVISIONS
+from .upgrading import HEAD, REVISIONS, mismatch_note, missing_at
 
-HEALTH_WORDS = ("ok", "unchecked", "needs-upgrade", "newer", "not-a-board", "damaged", "unreadable", "quarantined")
+HEALTH_WORDS = ("ok", "unchecked", "needs-upgrade", "newer", "not-a-board", "damaged", "unreadable", "bad-stamp",
+                "quarantined")
 BACKUP_STATES = {"pre-upgrade": "pre-upgrade", "corrupt": "quarantine", "pre-restore": "pre-restore"}
 LIST_BUSY_TIMEOUT = 5.0  # seconds: a listing waits a little for a lock, not the application's 120 s
 
@@ -97,7 +104,9 @@ class BackupInfo:
 
 # ---- the quick look at one file ---------------------------------------------------------------
 def _health_of_error(exc: KanbanMigrateError) -> str:
-    if isinstance(exc, BoardBusy):
+    if isinstance(exc, _board.BadStamp):
+        return "bad-stamp"
+    if isinstance(exc, (BoardBusy, EnvironmentFailure)) or "hot journal" in exc.message:
         return "unreadable"
     if isinstance(exc, CorruptBoard):
         return "damaged"
@@ -125,19 +134,24 @@ def inspect_file(path: str | os.PathLike, *, check: bool = False,
         bf = _board.check_file(path)
     except MissingBoard as exc:  # vanished between the listing and the look
         return size, None, None, "unreadable", exc.message
-    except NotABoard as exc:
+    except KanbanMigrateError as exc:
         return size, None, None, _health_of_error(exc), exc.line().removeprefix(f"{shown}: ")
     revision = shape = None
     fp = None
     try:
         conn = _board.open_ro(bf, busy_timeout=busy_timeout)
         try:
-            revision = _board.read_revision(conn)
             from .fingerprint import fingerprint
             from .schema import snapshot
 
-            fp = fingerprint(snapshot(conn))
+            snap = snapshot(conn)
+            fp = fingerprint(snap)
             shape = str(fp)
+            try:
+                revision = _board.read_revision(conn)
+            except _board.BadStamp:
+                if fp.is_kanban:
+                    raise
             quick = None
             if check and fp.is_kanban:
                 try:
@@ -151,6 +165,8 @@ def inspect_file(path: str | os.PathLike, *, check: bool = False,
     except sqlite3.Error as exc:
         err = _board.translate(exc, shown)
         return size, shape, revision, _health_of_error(err), err.line().removeprefix(f"{shown}: ")
+    except KanbanMigrateError as exc:
+        return size, shape, revision, _health_of_error(exc), exc.line()
     if not fp.is_kanban:
         why = "an empty database with no tables" if fp.shape == "empty" else \
             f"not a kanban board ({'; '.join(fp.evidence)})"
@@ -161,6 +177,9 @@ def inspect_file(path: str | os.PathLike, *, check: bool = False,
     if revision is not None and revision not in REVISIONS:
         return size, shape, revision, "newer", \
             f"stamped at {revision!r}, unknown to this release (pip install -U kanban-migrate)"
+    missing = missing_at(snap, revision) if revision is not None else []
+    if missing:
+        return size, shape, revision, "needs-upgrade", mismatch_note(revision, missing)
     if revision == HEAD:
         if check:
             return size, shape, revision, "ok", None
@@ -194,10 +213,11 @@ def _owner_name(board: Path, root: Path) -> str:
 
 def _home_backups(refs: list[BoardRef], home) -> list[Path]:
     """Backups beside every board of the home and anywhere else the home keeps boards; each once."""
+    from .backup import list_backups
+
     found: list[Path] = []
     for ref in refs:
-        for kind in BACKUP_STATES:
-            found.extend(sorted(ref.path.parent.glob(f"{ref.path.name}.{kind}.*.bak")))
+        found.extend(sorted(b.path for b in list_backups(ref.path)))
     found.extend(stray_backups(home))
     out, seen = [], set()
     for p in found:
@@ -241,8 +261,9 @@ def backups_of(board: str | os.PathLike, *, kind: str | None = None, name: str |
     from .backup import list_backups
 
     board = Path(board)
-    return [BackupInfo(kind or "board", name or board.parent.name, str(board), BACKUP_STATES[b.kind], str(b.path),
-                       b.size, b.mtime, b.digest) for b in list_backups(board)]
+    return [BackupInfo(kind or "board", name or board.parent.name, str(board),
+                       BACKUP_STATES[b.kind] + ("" if b.path.name.endswith(".bak") else " leftover"), str(b.path),
+                       b.size, b.mtime, b.digest) for b in list_backups(board, leftovers=True)]
 
 
 def home_backups(home: str | os.PathLike | None = None) -> list[BackupInfo]:

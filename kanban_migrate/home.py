@@ -43,7 +43,9 @@ def hermes_root(home: str | os.PathLike | None = None) -> Path:
 def discover(home: str | os.PathLike | None = None, *, include_all: bool = False) -> list[BoardRef]:
     """The boards of a home: the pinned file (``$HERMES_KANBAN_DB``, only when no explicit home is
     given), the default board and the named boards; with ``include_all`` also archived boards and
-    old per-profile boards. Paths that do not exist are skipped; each file appears once."""
+    old per-profile boards. Paths that do not exist are skipped (a missing pinned file is reported
+    by :func:`pinned_problem`); each file appears once. A pinned path that is there but is not a
+    file (a folder) is kept, so that every command says what is wrong with it."""
     root = hermes_root(home)
     found: list[BoardRef] = []
     pinned = os.environ.get("HERMES_KANBAN_DB")
@@ -65,7 +67,7 @@ def discover(home: str | os.PathLike | None = None, *, include_all: bool = False
             found.append(BoardRef(d / "kanban.db", "profile", d.name))
     out, seen = [], set()
     for ref in found:
-        if not ref.path.is_file() and not ref.path.is_symlink():
+        if not ref.path.is_file() and not ref.path.is_symlink() and not (ref.kind == "pinned" and ref.path.exists()):
             continue
         key = os.path.realpath(ref.path)
         if key in seen:
@@ -73,6 +75,19 @@ def discover(home: str | os.PathLike | None = None, *, include_all: bool = False
         seen.add(key)
         out.append(ref)
     return out
+
+
+def pinned_problem(home: str | os.PathLike | None = None) -> str | None:
+    """A one-line warning when ``$HERMES_KANBAN_DB`` names a file that is not there (it would
+    otherwise be skipped without a word), else None."""
+    pinned = os.environ.get("HERMES_KANBAN_DB")
+    if not pinned or home is not None:
+        return None
+    path = Path(pinned).expanduser()
+    if path.exists() or path.is_symlink():
+        return None
+    return (f"HERMES_KANBAN_DB={pinned}: no such file; it is skipped (point it at the board's kanban.db, "
+            "or unset it)")
 
 
 def stray_backups(home: str | os.PathLike | None = None) -> list[Path]:

@@ -47,8 +47,55 @@ def make_engine(path: str | Path, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
     @event.listens_for(engine, "begin")
     def _begin_immediate(conn):
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+        _set_aside(conn.connection.driver_connection, conn.info)
+
+    @event.listens_for(engine, "commit")
+    def _put_back_before_commit(conn):
+        _put_back(conn.connection.driver_connection, conn.info)
+
+    @event.listens_for(engine, "rollback")
+    def _nothing_to_put_back(conn):
+        conn.info.pop(_ASIDE, None)  # the rollback restores them
 
     return engine
+
+
+_ASIDE = "kanban_migrate_set_aside"
+
+
+def _set_aside(dbapi: sqlite3.Connection, info: dict) -> None:
+    """Drop the board's triggers and views at the start of every transaction of the upgrade; they
+    are created again, verbatim, just before it commits (:func:`_put_back`).
+
+    The application never makes triggers or views, so a board with them was changed on purpose:
+    they are kept, but a trigger must not fire on the upgrade's own data changes (one deleting
+    tasks on an insert into task_events would empty the board), and a view on a table the upgrade
+    rebuilds would make the rebuild fail. SQLite's documented 12-step table rebuild does the same
+    (note the triggers and views, drop them, recreate them before the commit)."""
+    rows = dbapi.execute(
+        "SELECT type, name, sql FROM main.sqlite_master WHERE type IN ('trigger', 'view') AND sql IS NOT NULL "
+        "ORDER BY rowid"
+    ).fetchall()
+    if not rows:
+        return
+    from .schema import quote
+
+    for kind in ("trigger", "view"):  # a view's INSTEAD OF triggers go before it
+        for typ, name, _sql in rows:
+            if typ == kind:
+                dbapi.execute(f"DROP {kind.upper()} IF EXISTS main.{quote(name)}")
+    info[_ASIDE] = rows
+
+
+def _put_back(dbapi: sqlite3.Connection, info: dict) -> None:
+    """Create the views, then the triggers, set aside at the start of the transaction."""
+    rows = info.pop(_ASIDE, None)
+    if not rows:
+        return
+    for kind in ("view", "trigger"):
+        for typ, _name, sql in rows:
+            if typ == kind:
+                dbapi.execute(sql)
 
 
 def make_config(*, path: str | Path | None = None, connection=None, output=None,
@@ -131,8 +178,12 @@ def run_env(context) -> None:
     cfg = context.config
     if context.is_offline_mode():
         path = cfg.attributes.get("db_path") or context.get_x_argument(as_dictionary=True).get("db")
+        from .ops import put_back_offline
+
         shadow = shadow_of(path)
-        context.configure(dialect_name="sqlite", literal_binds=True, **_common(cfg), **{SHADOW: shadow})
+        kw = _common(cfg)
+        kw["on_version_apply"] = [put_back_offline, *([kw["on_version_apply"]] if "on_version_apply" in kw else [])]
+        context.configure(dialect_name="sqlite", literal_binds=True, **kw, **{SHADOW: shadow})
         with context.begin_transaction():
             context.run_migrations()
         shadow.close()

@@ -40,10 +40,45 @@ def run(sql: str) -> None:
     """Execute one statement (online) or emit it and apply it to the shadow (offline)."""
     ctx = op.get_context()
     if ctx.as_sql:
-        op.execute(sql.replace(":", "\\:"))
-        ctx.opts[SHADOW].execute(sql)
+        _set_aside_offline(ctx)
+        _emit(ctx, sql)
     else:
         op.get_bind().exec_driver_sql(sql)
+
+
+_ASIDE = "kanban_set_aside"  # MigrationContext option: the triggers and views the script dropped
+
+
+def _emit(ctx, sql: str) -> None:
+    op.execute(sql.replace(":", "\\:"))
+    ctx.opts[SHADOW].execute(sql)
+
+
+def _set_aside_offline(ctx) -> None:
+    """``--sql``: the script drops the board's triggers and views before a revision's first
+    statement and creates them again before its COMMIT (:func:`put_back_offline`), as the online
+    upgrade does in every transaction (``migration._set_aside``)."""
+    if ctx.opts.get(_ASIDE) is not None:
+        return
+    rows = ctx.opts[SHADOW].execute(
+        "SELECT type, name, sql FROM sqlite_master WHERE type IN ('trigger', 'view') AND sql IS NOT NULL "
+        "ORDER BY rowid"
+    ).fetchall()
+    ctx.opts[_ASIDE] = rows
+    for kind in ("trigger", "view"):
+        for typ, name, _sql in rows:
+            if typ == kind:
+                _emit(ctx, f"DROP {kind.upper()} IF EXISTS {quote(name)}")
+
+
+def put_back_offline(ctx, **_kw) -> None:
+    """An ``on_version_apply`` callback for ``--sql``: the views, then the triggers, set aside by
+    this revision's script, created again before its COMMIT."""
+    rows = ctx.opts.pop(_ASIDE, None)
+    for kind in ("view", "trigger"):
+        for typ, _name, sql in rows or ():
+            if typ == kind:
+                _emit(ctx, sql)
 
 
 def board() -> Schema:
@@ -160,11 +195,7 @@ def rebuild(table: str, rev: str) -> dict:
     want = head.expected().tables[table]
     head_names = {c.name for c in want_table.columns}
     keep = {name for name in old.columns if name in head_names}
-    extras = [
-        head.raw_column(c.name, c.type, notnull=c.notnull, default=c.default)
-        for c in old.columns.values()
-        if c.name not in head_names
-    ]
+    extras = [_kept_column(c) for c in old.columns.values() if c.name not in head_names]
     fk_before = len(_conn().execute("PRAGMA foreign_key_check").fetchall())
     old_seq = scalar(f"SELECT seq FROM sqlite_sequence WHERE name = '{table}'") if have.has_table("sqlite_sequence") else None
     tmp = f"_kanban_migrate_new_{table}"
@@ -235,6 +266,20 @@ def rebuild(table: str, rev: str) -> dict:
     if fk_after > fk_before:
         raise UpgradeRefused(f"rebuilding {table} would break {fk_after - fk_before} foreign-key reference(s)")
     return {"table": table, "renumbered": renumber}
+
+
+def _kept_column(c):
+    """A column head does not know, for the rebuilt table. Its declared type comes from the file,
+    so it is used only when it is a plain type name (``salvage.sqlschema.safe_type``), else its
+    affinity: a type like ``TEXT) , x INTEGER CHECK (0`` must not add a column or a constraint. Its
+    default is the expression SQLite parsed, parenthesised again as a whole."""
+    from .salvage.sqlschema import affinity, safe_type
+
+    declared = safe_type(c.type) if c.type else ""
+    if declared is None:
+        declared = affinity(c.type)
+    default = f"({c.default})" if c.default is not None else None
+    return head.raw_column(c.name, declared, notnull=c.notnull, default=default)
 
 
 def rebuild_drifted(tables: list[str], rev: str) -> list[str]:

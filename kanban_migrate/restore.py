@@ -173,15 +173,18 @@ def _set_aside(board: Path, aside: Path) -> None:
 # ---- pruning ----------------------------------------------------------------------------------------
 def plan_prune(items: list, keep: int, *, force: bool = False) -> list:
     """The backups ``backups --prune keep`` deletes: per board and state, all but the ``keep``
-    newest. A board's newest quarantine copy (the original ``recover`` kept: the only copy of the
-    rows it could not give back) is spared unless ``force``. ``items`` are
-    :class:`kanban_migrate.fleet.BackupInfo`."""
+    newest, and every leftover sidecar whose backup is gone. A board's newest quarantine copy (the
+    original ``recover`` kept: the only copy of the rows it could not give back) is spared unless
+    ``force``. ``items`` are :class:`kanban_migrate.fleet.BackupInfo`."""
     from .fleet import BACKUP_STATES
 
     groups: dict[tuple[str, str], list] = {}
-    for b in items:
-        groups.setdefault((b.board, b.state), []).append(b)
     doomed = []
+    for b in items:
+        if not b.path.endswith(".bak"):
+            doomed.append(b)  # a -wal/-shm left by a killed prune: nothing can restore it
+            continue
+        groups.setdefault((b.board, b.state), []).append(b)
     for (_board, state), group in groups.items():
         group.sort(key=lambda b: b.mtime, reverse=True)
         spare = max(keep, 1) if state == BACKUP_STATES[QUARANTINE] and not force else keep
@@ -190,11 +193,13 @@ def plan_prune(items: list, keep: int, *, force: bool = False) -> list:
 
 
 def delete(items: list) -> list[Path]:
-    """Delete backups and their ``-wal``/``-shm``; returns the paths deleted."""
+    """Delete backups and their sidecars; returns the paths deleted. The ``.bak`` goes first: a
+    delete killed half-way leaves sidecars that are listed as leftovers and pruned next time, never
+    a backup that looks whole without its WAL."""
     removed = []
     for b in items:
         main = Path(b.path)
-        for p in (*(sidecar(main, s) for s in SIDECARS), main):  # sidecars first: never orphaned
+        for p in (main, *(sidecar(main, s) for s in (*SIDECARS, "-journal"))):
             try:
                 p.unlink()
             except FileNotFoundError:

@@ -25,6 +25,7 @@ class UpgradeResult:
     hint: str | None = None
     code: int = 0  # the exit code this board contributes
     sql: str | None = None
+    note: str | None = None  # something the user must know (a stamp the schema did not bear out)
 
     @property
     def ok(self) -> bool:
@@ -32,8 +33,9 @@ class UpgradeResult:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        if d["sql"] is None:
-            del d["sql"]
+        for key in ("sql", "note"):
+            if d[key] is None:
+                del d[key]
         return d
 
 
@@ -45,6 +47,11 @@ class StatusResult:
     pending: list[str]
     shape: str | None
     evidence: list[str] = field(default_factory=list)
+    note: str | None = None  # a stamp the schema does not bear out
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if d["note"] is None:
+            del d["note"]
+        return d
+

@@ -20,11 +20,33 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _wrapped(v: str) -> bool:
+    """Is ``v`` one parenthesised expression, ``( ... )``, the first parenthesis closing last?
+    (``(1) + (2)`` is not: stripping its ends would leave ``1) + (2``.) Quoted text is skipped."""
+    if not (v.startswith("(") and v.endswith(")")):
+        return False
+    depth, quote_char = 0, None
+    for i, ch in enumerate(v):
+        if quote_char:
+            if ch == quote_char:
+                quote_char = None
+            continue
+        if ch in "'\"`[":
+            quote_char = "]" if ch == "[" else ch
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth == 0 and i != len(v) - 1:
+                return False
+    return depth == 0
+
+
 def norm_default(value: str | None) -> str | None:
     if value is None:
         return None
     v = value.strip()
-    while v.startswith("(") and v.endswith(")"):
+    while _wrapped(v):
         v = v[1:-1].strip()
     return v
 

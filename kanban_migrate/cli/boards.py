@@ -31,6 +31,7 @@ def boards_command(home, as_json, nl, check):
     from ..fleet import boards
     from ..home import hermes_root
 
+    options.warn_pinned(home)
     items = boards(home, check=check)
     if as_json or nl:
         options.echo_json([b.to_dict() for b in items], one=False, nl=nl)

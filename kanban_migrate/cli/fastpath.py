@@ -55,6 +55,10 @@ def answer(argv: list[str]) -> int | None:
     from ..results import UpgradeResult
     from ..upgrading import HEAD, is_current
 
+    from ..home import pinned_problem
+
+    if not opts["dbs"] and pinned_problem(opts.get("home")):
+        return None  # the full path warns about it
     try:
         rules.check_jobs(opts.get("jobs"))
         busy = rules.check_busy_timeout(opts.get("busy_timeout", board.DEFAULT_BUSY_TIMEOUT))

@@ -59,8 +59,19 @@ def json_output(f):
 
 
 def targets(dbs, home_dir, all_boards):
-    """``(targets, one)`` by the board-selection rule (:func:`rules.board_targets`)."""
+    """``(targets, one)`` by the board-selection rule (:func:`rules.board_targets`), after a
+    warning when no DB is named and ``$HERMES_KANBAN_DB`` names a file that is not there."""
+    if not dbs:
+        warn_pinned(home_dir)
     return rules.board_targets(dbs, home_dir, all_boards)
+
+
+def warn_pinned(home_dir) -> None:
+    from ..home import pinned_problem
+
+    warning = pinned_problem(home_dir)
+    if warning:
+        click.echo(f"kanban-migrate: warning: {warning}", err=True)
 
 
 def echo_json(items: list[dict], *, one: bool, nl: bool = False) -> None:

@@ -128,14 +128,15 @@ def upgrade_line(r) -> str:
     """One board's result for people (a board that was not refused)."""
     before = r.revision_before or "unstamped"
     shape = f" [{r.shape}]" if r.shape else ""
+    note = f" ({r.note})" if r.note else ""
     if r.status == "current":
-        return f"{r.path}: at head ({r.revision_after}), nothing to do"
+        return f"{r.path}: at head ({r.revision_after}), nothing to do{note}"
     if r.status == "pending":
-        return f"{r.path}: {before}{shape} -> {r.pending[-1]}: would apply {' '.join(r.pending)}"
+        return f"{r.path}: {before}{shape} -> {r.pending[-1]}: would apply {' '.join(r.pending)}{note}"
     what = "created at head" if r.status == "created" else f"{before}{shape} -> {r.revision_after}"
     applied = f", applied {' '.join(r.applied)}" if r.applied else ""
     backup = f"; backup {r.backup}" if r.backup else ""
-    return f"{r.path}: {what}{applied} in {r.seconds:.2f} s{backup}"
+    return f"{r.path}: {what}{applied} in {r.seconds:.2f} s{backup}{note}"
 
 
 def print_upgrade(results, *, one: bool, quiet: bool, as_json: bool, nl: bool, home, mode: str | None = None,
@@ -170,7 +171,7 @@ def print_upgrade(results, *, one: bool, quiet: bool, as_json: bool, nl: bool, h
 def status_line(s) -> str:
     pending = " ".join(s.pending) or "none"
     return (f"{s.path}: revision {s.revision or 'none (legacy board)'}, head {s.head}, "
-            f"pending {pending}, shape {s.shape}")
+            f"pending {pending}, shape {s.shape}" + (f" ({s.note})" if s.note else ""))
 
 
 # ---- boards and backups --------------------------------------------------------------------------
