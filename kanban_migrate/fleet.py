@@ -47,7 +47,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import board as _board
-from .errors import BoardBusy, CorruptBoard, EnvironmentFailure, KanbanMigrateError, MissingBoard
+from .errors import (BoardBusy, CorruptBoard, EnvironmentFailure, KanbanMigrateError, MissingBoard, Undecodable,
+                     Unreadable)
 from .home import BoardRef, discover, hermes_root, stray_backups
 from .units import human_age
 from .upgrading import HEAD, REVISIONS, mismatch_note, missing_at
@@ -104,17 +105,13 @@ class BackupInfo:
 
 # ---- the quick look at one file ---------------------------------------------------------------
 def _health_of_error(exc: KanbanMigrateError) -> str:
+    """The health word of a refusal, decided by its class."""
     if isinstance(exc, _board.BadStamp):
         return "bad-stamp"
-    if isinstance(exc, (BoardBusy, EnvironmentFailure)) or "hot journal" in exc.message:
+    if isinstance(exc, (BoardBusy, EnvironmentFailure, _board.HotJournal, Unreadable)):
         return "unreadable"
-    if isinstance(exc, CorruptBoard):
+    if isinstance(exc, (CorruptBoard, Undecodable)):
         return "damaged"
-    low = exc.message.lower()
-    if "not a readable sqlite database" in low:  # the header says SQLite but SQLite refuses it
-        return "damaged"
-    if "cannot read" in low or "cannot open" in low:
-        return "unreadable"
     return "not-a-board"
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import MissingBoard, NotABoard
+from ..errors import MissingBoard, NotABoard, Unreadable
 from ..units import human_size
 from . import options, render, rules
 
@@ -61,7 +61,7 @@ def _board_of(db: str) -> None:
     except FileNotFoundError:
         return
     except OSError as exc:
-        raise NotABoard(f"cannot read: {exc.strerror}", "check the path and its permissions", path=db) from None
+        raise Unreadable(f"cannot read: {exc.strerror}", "check the path and its permissions", path=db) from None
     if stat.S_ISDIR(st.st_mode):
         raise NotABoard("is a directory, not a board file", "pass the kanban.db file inside it", path=db)
     if not stat.S_ISREG(st.st_mode):
