@@ -33,7 +33,7 @@ from .board import sidecar
 from .errors import BoardBusy, EnvironmentFailure, MissingBoard, NotABoard, Refused, UsageError
 
 PRE_RESTORE = "pre-restore"
-SIDECARS = ("-wal", "-shm")
+SIDECARS = ("-wal", "-shm", "-journal")  # a copy is put back with whichever of these it kept
 QUARANTINE = "corrupt"
 
 
@@ -45,7 +45,7 @@ class RestoreResult:
     restored_from: str  # the backup
     kind: str  # pre-upgrade | corrupt | pre-restore
     kept_as: str | None = None  # the pre-restore copy of the board that was there (None: there was none)
-    sidecars: list[str] = field(default_factory=list)  # "-wal"/"-shm" restored with it
+    sidecars: list[str] = field(default_factory=list)  # "-wal"/"-shm"/"-journal" restored with it
     dry_run: bool = False
 
     def to_dict(self) -> dict:
@@ -199,7 +199,7 @@ def delete(items: list) -> list[Path]:
     removed = []
     for b in items:
         main = Path(b.path)
-        for p in (main, *(sidecar(main, s) for s in (*SIDECARS, "-journal"))):
+        for p in (main, *(sidecar(main, s) for s in SIDECARS)):
             try:
                 p.unlink()
             except FileNotFoundError:
