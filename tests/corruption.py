@@ -152,3 +152,24 @@ def garbage_freelist_trunk(path: Path, rng: random.Random) -> int:
     if trunk:
         write_page(path, trunk, rng.randbytes(page_size(path)))
     return trunk
+
+
+def overwrite_random_pages(path: Path, rng: random.Random, count: int = 20) -> list[int]:
+    """``count`` pages anywhere after page 1 overwritten with random bytes (a failing disk)."""
+    pages = Path(path).stat().st_size // page_size(path)
+    chosen = sorted(rng.sample(range(2, pages + 1), min(count, pages - 1)))
+    for pg in chosen:
+        write_page(path, pg, rng.randbytes(page_size(path)))
+    return chosen
+
+
+def repeated_leaf(src: Path, dest: Path, table: str, size: int, rng: random.Random) -> int:
+    """A file of ``size`` bytes that is one table-leaf page of ``src`` repeated (no header, no
+    schema: every page an orphan with the same rowids), as left by a runaway copy tool."""
+    ps = page_size(src)
+    pg = rng.choice(leaf_pages(src, table))
+    page = _page(Path(src).read_bytes(), pg, ps)
+    with open(dest, "wb") as fh:
+        for _ in range(size // ps):
+            fh.write(page)
+    return pg

@@ -217,7 +217,7 @@ def test_intact_board_is_read_exactly(board):
     res = salvage(board["path"])
     got = _check(res, board["truth"])
     assert got == {k: len(v) for k, v in board["truth"].items()}
-    assert res.lost_and_found == []
+    assert not res.lost_and_found
     assert res.header is not None and res.header.problems(os.path.getsize(board["path"])) == []
     assert res.tables["task_events"].rowid_alias == "id"
     assert all(r.source == "btree" for t in res.tables.values() for r in t.rows)
@@ -562,8 +562,8 @@ def test_write_dump_damaged_board_loads(board, tmp_path):
     res = salvage(path, shapes=SHAPES)
     # a duplicate primary key (an old copy of a task under another rowid) must not break loading
     t = res.tables["tasks"]
-    first = t.rows[0]
-    t.rows.append(type(first)(10**9, first.values, "orphan", first.page))
+    first = next(iter(t.rows))
+    t.rows.add(10**9, first.values, "orphan", first.page)
     out = tmp_path / "dump.sql"
     with open(out, "w", encoding="utf-8") as fp:
         stats = write_dump(res, fp)
@@ -576,7 +576,7 @@ def test_write_dump_damaged_board_loads(board, tmp_path):
     lf = con.execute("SELECT count(*) FROM lost_and_found").fetchone()[0]
     assert lf == len(res.lost_and_found) + 1
     rows = {r[0]: tuple(r[1:]) for r in con.execute("SELECT rowid, * FROM tasks")}
-    for r in t.rows[:-1]:
+    for r in list(t.rows)[:-1]:
         assert rows[r.rowid] == r.values
 
 

@@ -23,6 +23,7 @@ import shutil
 import sqlite3
 import time
 from dataclasses import asdict, dataclass, field
+from itertools import islice
 from pathlib import Path
 
 from ..backup import fsync_dir, sha256_file
@@ -163,6 +164,7 @@ def _index_only(lines: list[str]) -> bool:
 def _load(result, staging: Path, report: RecoverReport) -> None:
     """A fresh database with the board's own tables, the salvaged rows, then their other indexes."""
     from .. import head
+    from ..salvage import copy_sound_rows
 
     conn = sqlite3.connect(str(staging), isolation_level=None)
     try:
@@ -190,15 +192,17 @@ def _load(result, staging: Path, report: RecoverReport) -> None:
             tr.from_freelist = t.freelist_rows + t.freeblock_rows
             cols = [c for c in t.columns if c in have]
             idx = [t.columns.index(c) for c in cols]
-            rows = sorted(t.rows, key=lambda r: {"btree": 0, "orphan": 1}.get(r.source, 2))
-            if not cols or not rows:
-                continue
             use_rowid = t.rowid_alias is None and not t.without_rowid
+            copy_sound_rows(result, name, conn, cols, use_rowid)  # SQLite copies the runs it read back
+            rows = t.rows  # the rest, b-tree rows first, then orphan rows, then the others
+            if not cols or not rows:
+                tr.recovered = conn.execute(f"SELECT COUNT(*) FROM {quote(name)}").fetchone()[0]
+                continue
             names = (["rowid"] if use_rowid else []) + cols
             sql_ins = f"INSERT INTO {quote(name)} ({', '.join(quote(c) for c in names)}) VALUES ({', '.join('?' * len(names))})"
             batch = 2000
-            for start in range(0, len(rows), batch):
-                chunk = rows[start:start + batch]
+            it = iter(rows)
+            while chunk := list(islice(it, batch)):
                 values = [([r.rowid] if use_rowid else []) + [_clean(r.values[i]) for i in idx] for r in chunk]
                 conn.execute("SAVEPOINT batch")
                 try:
@@ -392,7 +396,7 @@ def recover(
     if result_db is None:
         report.mode = "salvage"
         result = salvage(copy, wal if wal.exists() else False, include_freelist=include_freelist,
-                         time_limit=time_limit, shapes=known_shapes())
+                         time_limit=time_limit, shapes=known_shapes(), workdir=work)
         report.pages_unreadable, report.timed_out = result.pages_unreadable, result.timed_out
         if dump is not None:
             Path(dump).parent.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,8 @@
 The layouts come from the two sources that define them: head (``kanban_migrate.head``) and the
 application's history (``fixtures/shapes.toml``: each historical shape is replayed into an
 in-memory database and its tables' CREATE statements, ALTER-appended columns included, read
-back). Values are checked against what the application writes (ids, statuses, kinds...).
+back). Formats the application always writes (task ids, JSON) are checks; value lists
+(statuses, outcomes, delivery modes) are only hints: they never reject a row.
 """
 
 from __future__ import annotations
@@ -45,17 +46,26 @@ def _looks_like_json(value) -> bool:
 
 
 def _checks(table: str) -> dict:
+    """What a row of ``table`` must look like: task ids and JSON text. These are formats the
+    application has always written, never value lists."""
     task_ref = {"tasks": "id"}.get(table, "task_id")
     checks: dict = {task_ref: TASK_ID} if table != "task_links" else {"parent_id": TASK_ID, "child_id": TASK_ID}
     for column in head.JSON_COLUMNS.get(table, ()):
         checks[column] = _looks_like_json  # checks apply to non-NULL values
-    if table == "tasks":
-        checks.update(status=head.TASK_STATUSES, workspace_kind=head.WORKSPACE_KINDS)
-    elif table == "task_runs":
-        checks.update(status=head.RUN_STATUSES, outcome=head.RUN_OUTCOMES)
-    elif table == "kanban_notify_subs":
-        checks.update(delivery_mode=head.DELIVERY_MODES)
     return checks
+
+
+def _hints(table: str) -> dict:
+    """The values the application is known to write (statuses, kinds, outcomes, delivery
+    modes): open vocabularies (spec §3) that help tell whose orphaned page it is, and never
+    turn away a row whose structure fits."""
+    if table == "tasks":
+        return {"status": head.TASK_STATUSES, "workspace_kind": head.WORKSPACE_KINDS}
+    if table == "task_runs":
+        return {"status": head.RUN_STATUSES, "outcome": head.RUN_OUTCOMES}
+    if table == "kanban_notify_subs":
+        return {"delivery_mode": head.DELIVERY_MODES}
+    return {}
 
 
 def _layouts() -> dict[str, dict[tuple, tuple[str, str, int]]]:
@@ -92,11 +102,12 @@ def known_shapes() -> dict[str, list[TableShape]]:
     autoinc = {t.name for t in head.metadata.tables.values() if t.dialect_kwargs.get("sqlite_autoincrement")}
     shapes: dict[str, list[TableShape]] = {
         "sqlite_sequence": [TableShape.from_sql("CREATE TABLE sqlite_sequence(name,seq)",
-                                                checks={"name": autoinc, "seq": int}, label="sqlite")],
+                                                checks={"name": str, "seq": int}, hints={"name": autoinc},
+                                                label="sqlite")],
     }
     for table, layouts in _layouts().items():
         shapes[table] = [
-            TableShape.from_sql(sql, checks=_checks(table), label=label,
+            TableShape.from_sql(sql, checks=_checks(table), hints=_hints(table), label=label,
                                 min_columns=min(first, len(cols)) if first else None)
             for cols, (sql, label, first) in layouts.items()
         ]

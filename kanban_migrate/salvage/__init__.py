@@ -8,11 +8,13 @@ Public API::
         write_dump(result, fp)
 """
 from .dump import write_dump
-from .engine import (IndexSalvage, LostRow, Row, SalvageResult, SchemaEntry, TableSalvage,
-                     TableShape, salvage)
+from .engine import salvage
+from .model import IndexSalvage, LostRow, Row, SalvageResult, SchemaEntry, TableSalvage
+from .shapes import TableShape
+from .sqlcopy import attach_source, copy_sound_rows
 from .fileformat import DbHeader
 from .wal import PageSource, WalSummary, read_wal, wal_summary
 
 __all__ = ["salvage", "SalvageResult", "TableSalvage", "IndexSalvage", "Row", "LostRow",
            "SchemaEntry", "TableShape", "write_dump", "DbHeader", "WalSummary", "wal_summary",
-           "read_wal", "PageSource"]
+           "read_wal", "PageSource", "copy_sound_rows", "attach_source"]

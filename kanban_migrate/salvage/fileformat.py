@@ -19,15 +19,21 @@ __all__ = [
     "ptrmap_pages", "is_ptrmap_page", "ptrmap_page_for", "ptrmap_entries",
     "record_serial_types", "pending_byte_page", "RecordError",
     "PAGE_TABLE_LEAF", "PAGE_TABLE_INTERIOR", "PAGE_INDEX_LEAF", "PAGE_INDEX_INTERIOR",
-    "freeblocks",
+    "freeblocks", "BTREE_PAGE_TYPES", "PTRMAP_BTREE", "max_local", "record_end",
+    "decode_record_partial", "OVERFLOW_POINTER_SIZE", "DB_HEADER_SIZE", "btree_header_offset",
+    "ptrmap_entry", "serial_type_of_text",
 ]
 
 MAGIC = b"SQLite format 3\x00"
+DB_HEADER_SIZE = 100             # page 1 starts with the database header, then its b-tree header
 
 PAGE_INDEX_INTERIOR = 2
 PAGE_TABLE_INTERIOR = 5
 PAGE_INDEX_LEAF = 10
 PAGE_TABLE_LEAF = 13
+BTREE_PAGE_TYPES = (PAGE_INDEX_INTERIOR, PAGE_TABLE_INTERIOR, PAGE_INDEX_LEAF, PAGE_TABLE_LEAF)
+PTRMAP_BTREE = 5                 # pointer-map entry type of a non-root b-tree page
+OVERFLOW_POINTER_SIZE = 4        # the first-overflow-page number after a cell's local payload
 
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
@@ -184,6 +190,11 @@ def serial_type_size(t: int) -> int:
     return _FIXED_SIZES[t]
 
 
+def serial_type_of_text(encoded: bytes) -> int:
+    """The serial type a record header gives a text value of these encoded bytes."""
+    return 13 + 2 * len(encoded)
+
+
 # --------------------------------------------------------------------------- records
 
 def text_codec(encoding: str | None) -> tuple[str, str]:
@@ -317,6 +328,54 @@ def record_serial_types(buf, start: int, end: int) -> list[int] | None:
         return None
 
 
+def record_end(buf, start: int, limit: int) -> int:
+    """Where the record starting at ``start`` ends, by its own header; RecordError when the
+    header has a reserved serial type or the record would run past ``limit``."""
+    hlen, p = read_varint(buf, start)
+    end = start + hlen
+    total = hlen
+    while p < end:
+        t, p = read_varint(buf, p)
+        size = serial_type_size(t)
+        if size < 0:
+            raise RecordError("reserved serial type")
+        total += size
+    if start + total > limit:
+        raise RecordError("record overruns region")
+    return start + total
+
+
+def decode_record_partial(buf, dec) -> list:
+    """Best-effort decode of a truncated record (a broken overflow chain): the values that fit,
+    None for the rest. Never raises."""
+    out = []
+    try:
+        hlen, p = read_varint(buf, 0)
+        hlen = min(hlen, len(buf))
+        off = hlen
+        n = len(buf)
+        while p < hlen:
+            t, p = read_varint(buf, p)
+            size = serial_type_size(t)
+            if size < 0:
+                break
+            fits = off + size <= n
+            if t >= 12:
+                out.append((dec(buf[off:off + size]) if t & 1 else bytes(buf[off:off + size])) if fits else None)
+            elif t in (8, 9):
+                out.append(t - 8)
+            elif t == 0:
+                out.append(None)
+            elif t == 7:
+                out.append(_F64U(buf, off)[0] if fits else None)
+            else:
+                out.append(int.from_bytes(buf[off:off + size], "big", signed=True) if fits else None)
+            off += size
+    except (IndexError, ValueError, struct.error):
+        pass
+    return out
+
+
 # --------------------------------------------------------------------------- b-tree pages
 
 @dataclass(slots=True)
@@ -346,13 +405,18 @@ class PageHeader:
 _BTHDR = struct.Struct(">BHHHB")
 
 
+def btree_header_offset(pgno: int) -> int:
+    """Where a page's b-tree header starts: after the database header on page 1."""
+    return DB_HEADER_SIZE if pgno == 1 else 0
+
+
 def parse_page_header(page, pgno: int, usable: int, strict: bool = True) -> PageHeader | None:
     """Parse a b-tree page header; None if the page is not a plausible b-tree page.
 
     ``strict`` additionally requires the cell-content area and freeblock pointer to be
     consistent, which is how orphan pages are told apart from overflow or garbage pages.
     """
-    off = 100 if pgno == 1 else 0
+    off = btree_header_offset(pgno)
     if len(page) < off + 8:
         return None
     t, fb, n, cs, frag = _BTHDR.unpack_from(page, off)
@@ -392,12 +456,14 @@ def cell_pointers(page, hdr: PageHeader) -> tuple[int, ...]:
     return s.unpack_from(page, hdr.header_offset + hdr.header_size)
 
 
+def max_local(usable: int, table_leaf: bool) -> int:
+    """The largest payload kept whole on a b-tree page (larger ones spill to overflow pages)."""
+    return usable - 35 if table_leaf else ((usable - 12) * 64 // 255) - 23
+
+
 def local_payload_size(payload: int, usable: int, table_leaf: bool) -> int:
     """Bytes of a payload stored on the b-tree page itself (the rest goes to overflow)."""
-    if table_leaf:
-        x = usable - 35
-    else:
-        x = ((usable - 12) * 64 // 255) - 23
+    x = max_local(usable, table_leaf)
     if payload <= x:
         return payload
     m = ((usable - 12) * 32 // 255) - 23
@@ -546,6 +612,16 @@ def ptrmap_pages(page_count: int, usable: int, page_size: int) -> set[int]:
 
 def is_ptrmap_page(pgno: int, usable: int, page_size: int) -> bool:
     return pgno >= 2 and ptrmap_page_for(pgno, usable, page_size) == pgno
+
+
+_PTRMAP_ENTRY = struct.Struct(">BI")
+
+
+def ptrmap_entry(page, index: int, usable: int) -> tuple[int, int] | None:
+    """(type, parent) of the index-th entry of a pointer-map page; None past its end."""
+    if index < 0 or (index + 1) * _PTRMAP_ENTRY.size > usable:
+        return None
+    return _PTRMAP_ENTRY.unpack_from(page, index * _PTRMAP_ENTRY.size)
 
 
 def ptrmap_entries(page, usable: int, first_covered: int):

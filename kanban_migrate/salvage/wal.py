@@ -116,6 +116,46 @@ class WalIndex:
         return self._data[off:off + self.summary.page_size]
 
 
+class FileBytes:
+    """A file read by slices (``os.pread``) instead of mapped: reading every page of a large
+    file then costs no resident memory, so the salvage stays flat in the board's size.
+    ``len()`` is the size when opened; slices past the end are short, as with ``bytes``."""
+
+    _fd = -1
+
+    def __init__(self, path: str):
+        self._fd = os.open(path, os.O_RDONLY)
+        self._size = os.fstat(self._fd).st_size
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            start, stop, step = key.indices(self._size)
+            if step != 1:
+                raise ValueError("FileBytes slices have step 1")
+            return os.pread(self._fd, stop - start, start) if stop > start else b""
+        if key < 0:
+            key += self._size
+        if not 0 <= key < self._size:
+            raise IndexError("FileBytes index out of range")
+        return os.pread(self._fd, 1, key)[0]
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __del__(self):
+        self.close()
+
+
+def open_db_file(path: str):
+    """The main database file for reading page by page (see FileBytes)."""
+    return FileBytes(path)
+
+
 def _map_file(path: str):
     """Read-only mapping of a file (bytes for empty or unmappable files)."""
     with open(path, "rb") as f:
@@ -262,7 +302,7 @@ class PageSource:
 
     @classmethod
     def open(cls, db_path, page_size: int, reserved: int = 0, wal: WalIndex | None = None) -> "PageSource":
-        return cls(_map_file(os.fspath(db_path)), page_size, reserved, wal)
+        return cls(open_db_file(os.fspath(db_path)), page_size, reserved, wal)
 
     def page(self, pgno: int) -> bytes | None:
         if pgno < 1 or pgno > self.page_count:
@@ -284,7 +324,9 @@ class PageSource:
 
     def close(self) -> None:
         for d in (self.data, self._wal_data):
-            if isinstance(d, mmap.mmap):
+            if isinstance(d, FileBytes):
+                d.close()
+            elif isinstance(d, mmap.mmap):
                 try:
                     d.close()
                 except BufferError:
