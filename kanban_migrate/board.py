@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import BoardBusy, CorruptBoard, EnvironmentFailure, MissingBoard, NotABoard, Refused, Undecodable, Unreadable
+from .recovering.swapjournal import pending
 
 MAGIC = b"SQLite format 3\x00"
 DEFAULT_BUSY_TIMEOUT = 120.0  # seconds, as the board application (spec section 2)
@@ -89,6 +90,10 @@ def check_file(path: str | os.PathLike, *, allow_empty: bool = False) -> BoardFi
     if not stat.S_ISREG(st.st_mode):
         raise NotABoard("is not a regular file", "pass the kanban.db file itself", path=shown)
     resolved = raw.resolve()
+    if pending(resolved):  # a recover died mid-swap: finish or roll it back first
+        from .recovering.swap import settle
+
+        settle(resolved, shown)
     try:
         with open(resolved, "rb") as fh:
             header = fh.read(100)

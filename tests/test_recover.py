@@ -16,6 +16,7 @@ import pytest
 import corruption as C
 from conftest import dir_state, pragma_rows, rows, sha256
 from kanban_migrate import head, schema
+from kanban_migrate.board import journal_mode_for
 from kanban_migrate.errors import ExitCode, Refused
 from kanban_migrate.recovering import recover
 from kanban_migrate.upgrading import upgrade
@@ -99,6 +100,9 @@ def test_recover_damaged_board(case, damaged, tmp_path):
     assert sha256(Path(report.original)) != sha256(board)
     assert pragma_rows(board, "integrity_check") == [("ok",)]
     assert schema.at_head(schema.snapshot(sqlite3.connect(board)), head.expected())
+    # the rebuilt board is a new board to the application's journal-mode rule
+    assert pragma_rows(board, "journal_mode") == [(journal_mode_for("delete") or "delete",)]
+    assert not Path(str(board) + "-wal").exists()
     # bit flips change values where they land (60 flips); a garbage overflow page changes the
     # one row it belongs to (3 pages); every other kind of damage must leave values untouched.
     tolerate = {"bit-flips": 60, "overflow-broken": 3}.get(case, 0)

@@ -17,20 +17,26 @@ from ..board import DEFAULT_BUSY_TIMEOUT
               help="Write the recovered board here and leave the source files exactly as they are.")
 @click.option("--dump", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the salvage as a SQL script (schema and rows) to read or edit.")
-@click.option("--include-freelist", is_flag=True, help="Also bring back deleted rows (marked in the dump).")
+@click.option("--include-freelist", is_flag=True, help="Also bring back deleted rows (counted per table in --json).")
 @click.option("--time-limit", type=float, default=600.0, show_default=True, metavar="SECONDS",
               help="Upper bound on the salvage's reading time.")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where the forensic copy goes (default: a hidden folder beside the board).")
+              help="Where the work goes: a new hidden folder is made inside it, and only that is removed "
+                   "(default: beside the board, or beside --output).")
 @click.option("--keep-workdir", is_flag=True, help="Keep the forensic copy and its manifest afterwards.")
+@click.option("--assume-idle", is_flag=True,
+              help="In place: recover even where no probe can prove the board idle (a second hard link, "
+                   "another user's board). Only when you know nothing uses it.")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--busy-timeout", type=float, default=DEFAULT_BUSY_TIMEOUT, show_default=True, metavar="SECONDS")
-def recover_command(db, output, dump, include_freelist, time_limit, workdir, keep_workdir, as_json, busy_timeout):
+def recover_command(db, output, dump, include_freelist, time_limit, workdir, keep_workdir, assume_idle, as_json,
+                    busy_timeout):
     """Salvage every surviving row of a malformed board, rebuild it at head, swap it in.
 
-    The original board (and its -wal/-shm) is kept as DB.corrupt.<sha256[:16]>.bak. Exit 0: every
-    readable row recovered; 1: rebuilt, but rows were lost; 3: nothing could be recovered;
-    4: the board is in use (stop its processes, or use --output).
+    The original board (and its -wal/-journal) is kept as DB.corrupt.<sha256[:16]>.bak. Exit 0: every
+    readable row recovered; 1: rebuilt, but rows were lost; 2: --output/--dump names an existing file;
+    3: nothing could be recovered; 4: the board is in use, or cannot be proven idle (use --output);
+    5: the machine failed (disk full, file-size limit, read-only folder): nothing was changed.
     """
     from . import recover
 
@@ -41,10 +47,11 @@ def recover_command(db, output, dump, include_freelist, time_limit, workdir, kee
         with Console(stderr=True).status("recovering: copying, checking, salvaging ..."):
             report = recover(db, output=output, dump=dump, include_freelist=include_freelist,
                              time_limit=time_limit, workdir=workdir, keep_workdir=keep_workdir,
-                             busy_timeout=busy_timeout)
+                             busy_timeout=busy_timeout, assume_idle=assume_idle)
     else:
         report = recover(db, output=output, dump=dump, include_freelist=include_freelist, time_limit=time_limit,
-                         workdir=workdir, keep_workdir=keep_workdir, busy_timeout=busy_timeout)
+                         workdir=workdir, keep_workdir=keep_workdir, busy_timeout=busy_timeout,
+                         assume_idle=assume_idle)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
     else:

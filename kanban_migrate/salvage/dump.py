@@ -1,76 +1,109 @@
-"""Write a SalvageResult as an SQL script that any SQLite can load.
+"""SQL scripts of salvaged rows, and the one ``lost_and_found`` layout.
 
-The script is ``BEGIN; CREATE TABLE ...; INSERT ...; COMMIT;`` and is replay-correct:
-loading it gives back exactly the salvaged values with their types (integers, reals,
-text including quotes, newlines and NULs, blobs). Rows that the target table would
-reject (duplicate PRIMARY KEY / UNIQUE values, NULL in a NOT NULL column, wrong type in a
-STRICT table) are written to the ``lost_and_found`` table instead, so loading never fails
-on them and nothing is dropped.
+:func:`write_dump` writes a SalvageResult as ``BEGIN; CREATE TABLE ...; INSERT ...; COMMIT;``
+that any SQLite loads and that gives back exactly the salvaged values with their types
+(integers, reals, text including quotes, newlines, NULs and invalid UTF-8, blobs). Rows the target
+table would reject (duplicate PRIMARY KEY / UNIQUE values, NULL in a NOT NULL column, wrong type in
+a STRICT table) go to the ``lost_and_found`` table instead, so loading never fails on them and
+nothing is dropped. :func:`dump_database` writes a database that kanban-migrate built itself (the
+rebuilt board of ``recover``) the same way.
+
+No statement text stored in the salvaged file is written as it is: tables and indexes are
+regenerated from their parsed definitions (:mod:`.sqlschema`), triggers are left out unless asked
+for, and a view (which cannot run anything when it is created or loaded) only when it is one
+complete ``CREATE VIEW`` statement. Each table's rows are read once, in order, never held.
+
+:class:`LostAndFound` is the layout of the ``lost_and_found`` table, used by this script and by
+the rebuilt board of ``recover`` alike: ``page, rowid_, source, reason, table_, ncol, c0, c1, ...``
+(one ``cN`` per value; the table is widened with ``ALTER TABLE ... ADD COLUMN`` as wider rows come).
 """
 from __future__ import annotations
 
-import math
-import re
+import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .sqlschema import TableDef, parse_create_index, parse_create_table, quote_ident
+from .sqlschema import (TableDef, create_index_sql, create_table_sql, parse_create_index, parse_create_table,
+                        quote_ident, single_statement, sql_literal)
 
-__all__ = ["write_dump", "sql_literal", "DumpStats"]
+__all__ = ["write_dump", "dump_database", "sql_literal", "DumpStats", "LostAndFound", "lossless", "readable"]
 
-_MIN_INT = -(1 << 63)
-_SPECIAL = re.compile("([\x00\r])")
+LOST_AND_FOUND = "lost_and_found"
+_LOST_FIXED = (("page", "INTEGER"), ("rowid_", "INTEGER"), ("source", "TEXT"), ("reason", "TEXT"),
+               ("table_", "TEXT"), ("ncol", "INTEGER"))
+MAX_LOST_VALUES = 2000 - len(_LOST_FIXED) - 4  # SQLite's default limit is 2000 columns a table
 
 
-def sql_literal(v) -> str:
-    """An SQL literal that SQLite reads back as exactly ``v`` (same value, same type)."""
-    if v is None:
-        return "NULL"
-    t = type(v)
-    if t is str:
-        if v.isascii() and "\x00" not in v and "\r" not in v:
-            return "'" + v.replace("'", "''") + "'"
+def _raw(value: str) -> bytes:
+    try:
+        return value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogatepass")
+
+
+def lossless(value):
+    """``value`` as SQLite can store it without losing a byte: text that is not valid UTF-8 (the
+    reader keeps such bytes as surrogate escapes) becomes a BLOB of its original bytes; an integer
+    beyond 64 bits becomes its decimal text."""
+    if isinstance(value, str):
         try:
-            v.encode("utf-8")
+            value.encode("utf-8")
         except UnicodeEncodeError:
-            # invalid UTF-8 kept via surrogateescape by the reader: write the original bytes
-            try:
-                raw = v.encode("utf-8", "surrogateescape")
-            except UnicodeEncodeError:
-                raw = v.encode("utf-8", "surrogatepass")
-            return "CAST(X'" + raw.hex() + "' AS TEXT)"
-        if "\x00" in v or "\r" in v:
-            # NUL cannot appear in SQL text and a CR would not survive a text-mode reader
-            # (universal newlines): spell both as char() calls
-            parts = []
-            for piece in _SPECIAL.split(v):
-                if piece == "\x00":
-                    parts.append("char(0)")
-                elif piece == "\r":
-                    parts.append("char(13)")
-                elif piece:
-                    parts.append("'" + piece.replace("'", "''") + "'")
-            return "(" + "||".join(parts) + ")"
-        return "'" + v.replace("'", "''") + "'"
-    if t is int:
-        if v == _MIN_INT:
-            return "(-9223372036854775807-1)"
-        return str(v)
-    if t is float:
-        if math.isnan(v):
-            return "NULL"
-        if math.isinf(v):
-            return "1e999" if v > 0 else "-1e999"
-        r = repr(v)
-        return r
-    if t is bytes or t is bytearray or t is memoryview:
-        return "X'" + bytes(v).hex() + "'"
-    if t is bool:
-        return "1" if v else "0"
-    if isinstance(v, int):
-        return sql_literal(int(v))
-    if isinstance(v, float):
-        return sql_literal(float(v))
-    return sql_literal(str(v))
+            return _raw(value)
+    elif isinstance(value, int) and not -(1 << 63) <= value < (1 << 63):
+        return str(value)
+    return value
+
+
+def readable(value):
+    """``value`` as every tool can read it: invalid UTF-8 bytes of a text become U+FFFD (the value
+    stays text, in its own column); an integer beyond 64 bits becomes its decimal text."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return _raw(value).decode("utf-8", "replace")
+    elif isinstance(value, int) and not -(1 << 63) <= value < (1 << 63):
+        return str(value)
+    return value
+
+
+class LostAndFound:
+    """Rows that fit no table: the one layout, created on the first row, widened as needed."""
+
+    def __init__(self, taken: Iterable[str] = (), name: str = LOST_AND_FOUND):
+        low = {n.lower() for n in taken}
+        pick, k = name, 1
+        while pick.lower() in low:
+            pick, k = f"{name}_{k}", k + 1
+        self.name = pick
+        self.width = -1  # -1: not created yet
+        self.rows = 0
+
+    def prepare(self, values: int) -> list[str]:
+        """The statements that make room for a row of ``values`` values (none when there is)."""
+        out = []
+        if self.width < 0:
+            out.append(f"CREATE TABLE {quote_ident(self.name)} (" +
+                       ", ".join(f"{c} {t}" for c, t in _LOST_FIXED) + ")")
+            self.width = 0
+        while self.width < min(values, MAX_LOST_VALUES):
+            out.append(f"ALTER TABLE {quote_ident(self.name)} ADD COLUMN c{self.width}")
+            self.width += 1
+        return out
+
+    def record(self, page, rowid, source, reason, table, values) -> tuple[str, tuple]:
+        """(INSERT statement with placeholders, parameters) for one row; values kept losslessly."""
+        values = tuple(values)
+        kept = values[:MAX_LOST_VALUES]
+        if len(values) > len(kept):
+            reason = f"{reason}; {len(values) - len(kept)} value(s) beyond {MAX_LOST_VALUES} not kept"
+        names = [c for c, _ in _LOST_FIXED] + [f"c{i}" for i in range(len(kept))]
+        sql = (f"INSERT INTO {quote_ident(self.name)} ({', '.join(names)}) "
+               f"VALUES ({', '.join('?' * len(names))})")
+        self.rows += 1
+        params = (lossless(page), lossless(rowid), source, reason, table, len(values), *map(lossless, kept))
+        return sql, params
 
 
 @dataclass
@@ -80,45 +113,65 @@ class DumpStats:
     lost_rows: int = 0                  # rows written to lost_and_found (salvage's + diverted)
     diverted: dict[str, int] = field(default_factory=dict)   # table -> rows moved to lost_and_found
     skipped: list[str] = field(default_factory=list)         # objects not recreated, with reason
-    lost_and_found_table: str = "lost_and_found"
+    lost_and_found_table: str = LOST_AND_FOUND
 
 
 _STRICT_TYPES = {"INT": (int,), "INTEGER": (int,), "REAL": (float, int), "TEXT": (str,),
                  "BLOB": (bytes,), "ANY": None}
 
 
-def _synth_create(name: str, columns, types=None, alias: str | None = None) -> str:
+def _synth_create(name: str, columns, alias: str | None = None) -> str:
     parts = []
-    for i, c in enumerate(columns):
-        t = (types[i] if types and i < len(types) and types[i] else "")
-        if alias is not None and c == alias:
-            parts.append(f"{quote_ident(c)} INTEGER PRIMARY KEY")
-        else:
-            parts.append(f"{quote_ident(c)} {t}".rstrip())
-    return f"CREATE TABLE {quote_ident(name)}({', '.join(parts)})"
+    for c in columns:
+        parts.append(f"{quote_ident(c)} INTEGER PRIMARY KEY" if alias is not None and c == alias else quote_ident(c))
+    return f"CREATE TABLE {quote_ident(name)}({', '.join(parts) or 'c0'})"
 
 
-def write_dump(result, fp, *, lost_and_found: str = "lost_and_found",
-               include_indexes: bool = True, include_triggers: bool = True,
+def _inline(sql: str, params: tuple) -> str:
+    """An INSERT with its ``?`` placeholders (all at the end, in VALUES) spelled as literals."""
+    head = sql[: sql.rindex("VALUES (")]
+    return head + "VALUES(" + ",".join(sql_literal(v) for v in params) + ");\n"
+
+
+def _write_lost(w, lost: LostAndFound, page, rowid, source, reason, table, values) -> None:
+    values = tuple(values)
+    for stmt in lost.prepare(len(values)):
+        w(stmt + ";\n")
+    w(_inline(*lost.record(page, rowid, source, reason, table, values)))
+
+
+def table_statement(name: str, t) -> tuple[str, TableDef | None, list[str]]:
+    """(CREATE TABLE regenerated from ``t.sql``'s parsed form, or made from the salvaged column
+    names; its parsed definition; what of the stored definition was left out)."""
+    td = parse_create_table(t.sql) if t.sql else None
+    notes: list[str] = []
+    if (td is not None and not td.virtual
+            and sorted(c.name.lower() for c in td.columns) == sorted(c.lower() for c in t.columns)):
+        sql, notes = create_table_sql(td, name)
+    else:
+        if t.sql:
+            notes = ["its stored definition could not be parsed: recreated from the column names"]
+        sql = _synth_create(name, t.columns, t.rowid_alias)
+    return sql, parse_create_table(sql), notes
+
+
+def write_dump(result, fp, *, lost_and_found: str = LOST_AND_FOUND,
+               include_indexes: bool = True, include_triggers: bool = False,
                include_views: bool = True) -> DumpStats:
     """Write ``result`` (a SalvageResult) to the text file ``fp`` as an SQL script."""
     stats = DumpStats()
     w = fp.write
-    names_lower = {n.lower() for n in result.tables}
-    lf_name = lost_and_found
-    k = 1
-    while lf_name.lower() in names_lower:
-        lf_name = f"{lost_and_found}_{k}"
-        k += 1
-    stats.lost_and_found_table = lf_name
+    lost = LostAndFound(result.tables, lost_and_found)
+    stats.lost_and_found_table = lost.name
 
     w(f"-- salvage of {str(result.path)!r} by kanban_migrate.salvage\n")
     w("PRAGMA foreign_keys=OFF;\nBEGIN;\n")
-    lost: list[tuple] = []        # (page, rowid, values)
-    for r in result.lost_and_found:
-        lost.append((r.page, r.rowid, r.values))
-
-    index_entries = [e for e in result.schema if e.type == "index" and e.sql]
+    index_defs = {}
+    for e in result.schema:
+        if e.type == "index" and e.sql:
+            idx = parse_create_index(e.sql)
+            if idx is not None:
+                index_defs[e.name] = idx
     emitted: dict[str, TableDef | None] = {}
     autoinc = False
     seq_rows = None
@@ -129,75 +182,62 @@ def write_dump(result, fp, *, lost_and_found: str = "lost_and_found",
             continue
         if low.startswith("sqlite_"):
             stats.skipped.append(f"{name}: internal table not recreated")
-            w(f"-- {name}: internal table, {len(t.rows)} rows not recreated\n")
+            w(f"-- {quote_ident(name)}: internal table, rows not recreated\n")
             continue
-        td = parse_create_table(t.sql) if t.sql else None
-        sql = t.sql
-        if td is None or td.virtual:
-            if t.sql:
-                w("-- original definition could not be used: " + " ".join(t.sql.split())[:200] + "\n")
-            sql = _synth_create(name, t.columns, None, t.rowid_alias)
-            td = parse_create_table(sql)
-        w(sql.rstrip().rstrip(";") + ";\n")
+        sql, td, notes = table_statement(name, t)
+        for note in notes:
+            stats.skipped.append(f"{name}: {note}")
+        w(sql + ";\n")
         emitted[name] = td
         stats.tables += 1
         if td is not None and td.autoincrement:
             autoinc = True
-        _write_rows(w, name, t, td, index_entries, lost, stats)
+        _write_rows(w, name, t, td, [i for i in index_defs.values() if i.table == name], lost, stats)
 
-    if seq_rows is not None and seq_rows.rows:
+    if seq_rows is not None:
         if autoinc:
             w("DELETE FROM sqlite_sequence;\n")
             for row in seq_rows.rows:
                 w("INSERT INTO sqlite_sequence(name,seq) VALUES(" +
-                  ",".join(sql_literal(v) for v in row.values[:2]) + ");\n")
+                  ",".join(sql_literal(v) for v in tuple(row.values)[:2]) + ");\n")
         else:
             stats.skipped.append("sqlite_sequence: no AUTOINCREMENT table recreated")
 
-    # lost_and_found
-    if lost:
-        ncol = max((len(v) for _p, _r, v in lost), default=0)
-        cols = ", ".join(["page INTEGER", "rowid INTEGER", "ncol INTEGER"] + [f"c{i}" for i in range(ncol)])
-        w(f"CREATE TABLE {quote_ident(lf_name)}({cols});\n")
-        prefix = (f"INSERT INTO {quote_ident(lf_name)}(page, rowid, ncol" +
-                  "".join(f", c{i}" for i in range(ncol)) + ") VALUES(")
-        for page, rowid, vals in lost:
-            vals = tuple(vals)
-            w(prefix + ",".join([sql_literal(page), sql_literal(rowid), str(len(vals))] +
-                                [sql_literal(v) for v in vals] + ["NULL"] * (ncol - len(vals))) + ");\n")
-        stats.lost_rows = len(lost)
+    for r in result.lost_and_found:
+        _write_lost(w, lost, r.page, r.rowid, r.source, r.reason, r.table, r.values)
+    stats.lost_rows = lost.rows
 
-    # indexes, views, triggers
     for e in result.schema:
         if not e.sql or e.type == "table":
             continue
         if e.type == "index":
-            if not include_indexes:
+            if not include_indexes or e.tbl_name not in emitted:
                 continue
-            if e.tbl_name not in emitted:
+            idx = index_defs.get(e.name)
+            td = emitted[e.tbl_name]
+            sql = create_index_sql(idx, td.column_names if td else []) if idx is not None else None
+            if sql is None:
+                stats.skipped.append(f"{e.name}: index on expressions, partial or unreadable: not recreated")
+                w(f"-- {quote_ident(e.name)}: index not recreated (only plain column indexes are)\n")
                 continue
-            idx = parse_create_index(e.sql)
-            if idx is not None and idx.unique and (idx.columns is None or idx.partial):
-                stats.skipped.append(f"{e.name}: unique index on expressions/partial not recreated")
-                w(f"-- {e.name}: unique index not recreated (its constraint could not be checked)\n")
+            w(sql + ";\n")
+        elif e.type in ("view", "trigger"):
+            wanted = include_views if e.type == "view" else include_triggers and e.tbl_name in emitted
+            if not wanted:
+                stats.skipped.append(f"{e.name}: {e.type} not recreated")
                 continue
-        elif e.type == "view":
-            if not include_views:
+            if not single_statement(e.sql, e.type.upper()):
+                stats.skipped.append(f"{e.name}: {e.type} is not one CREATE {e.type.upper()} statement: not recreated")
+                w(f"-- {quote_ident(e.name)}: {e.type} not recreated (its stored text is not one statement)\n")
                 continue
-        elif e.type == "trigger":
-            if not include_triggers or e.tbl_name not in emitted:
-                continue
-        else:
-            continue
-        w(e.sql.rstrip().rstrip(";") + ";\n")
+            w(e.sql.rstrip().rstrip(";") + ";\n")
     w("COMMIT;\n")
     return stats
 
 
-def _write_rows(w, name: str, t, td: TableDef | None, index_entries, lost: list, stats: DumpStats) -> None:
+def _write_rows(w, name: str, t, td: TableDef | None, indexes, lost: LostAndFound, stats: DumpStats) -> None:
     columns = list(t.columns)
     n = len(columns)
-    # columns that can be inserted (generated columns cannot)
     insertable = list(range(n))
     if td is not None and len(td.columns) == n:
         insertable = [i for i, c in enumerate(td.columns) if c.generated is None]
@@ -229,27 +269,25 @@ def _write_rows(w, name: str, t, td: TableDef | None, index_entries, lost: list,
                 ty = _STRICT_TYPES.get(c.decl_type.upper().split("(")[0].strip())
                 if ty is not None:
                     strict_checks.append((i, ty))
-    for e in index_entries:
-        if e.tbl_name != name:
-            continue
-        idx = parse_create_index(e.sql)
-        if idx is not None and idx.unique and idx.columns is not None and not idx.partial:
+    for idx in indexes:
+        if idx.unique and idx.columns is not None and not idx.partial:
             cols = [pos.get(c.lower()) for c in idx.columns]
             if None not in cols:
                 key_sets.append(cols)
     seen_keys = [set() for _ in key_sets]
     all_cols = insertable == list(range(n))
     without_rowid = t.without_rowid
-    diverted = 0
+    diverted = written = 0
     lit = sql_literal
     out = []
     for row in t.rows:
-        vals = row.values
-        bad = False
-        for i in not_null:
-            if vals[i] is None:
-                bad = True
-                break
+        vals = tuple(row.values)
+        bad = len(vals) != n
+        if not bad:
+            for i in not_null:
+                if vals[i] is None:
+                    bad = True
+                    break
         if not bad and strict_checks:
             for i, ty in strict_checks:
                 v = vals[i]
@@ -272,20 +310,69 @@ def _write_rows(w, name: str, t, td: TableDef | None, index_entries, lost: list,
                     if key is not None:
                         seen.add(key)
         if bad:
-            lost.append((row.page, row.rowid, vals))
+            if out:
+                w("".join(out))
+                out.clear()
+            _write_lost(w, lost, row.page, row.rowid, row.source, f"rejected by {name}", name, vals)
             diverted += 1
             continue
+        picked = vals if all_cols else [vals[i] for i in insertable]
         if row.rowid is not None and rowid_name:
-            out.append(prefix_rowid + lit(row.rowid) + "," +
-                       ",".join(map(lit, vals if all_cols else [vals[i] for i in insertable])) + ");\n")
+            out.append(prefix_rowid + lit(row.rowid) + "," + ",".join(map(lit, picked)) + ");\n")
         else:
-            out.append(prefix_norowid +
-                       ",".join(map(lit, vals if all_cols else [vals[i] for i in insertable])) + ");\n")
+            out.append(prefix_norowid + ",".join(map(lit, picked)) + ");\n")
+        written += 1
         if len(out) >= 2048:
             w("".join(out))
             out.clear()
     if out:
         w("".join(out))
-    stats.rows += len(t.rows) - diverted
+    stats.rows += written
     if diverted:
         stats.diverted[name] = diverted
+
+
+def dump_database(conn: sqlite3.Connection, fp, *, title: str) -> None:
+    """Write the database open on ``conn`` as an SQL script.
+
+    Only for a database kanban-migrate built itself (``recover``'s rebuilt board, before the
+    revision chain): every statement in its schema was generated by :mod:`.sqlschema` or taken from
+    kanban-migrate's own table definitions, so writing them out copies nothing from a damaged file.
+    Rows are streamed; rowids of tables without an INTEGER PRIMARY KEY are kept.
+    """
+    w = fp.write
+    conn.text_factory = lambda b: b.decode("utf-8", "surrogateescape")
+    w(f"-- {title}\nPRAGMA foreign_keys=OFF;\nBEGIN;\n")
+    objects = conn.execute("SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL "
+                           "AND name NOT LIKE 'sqlite!_%' ESCAPE '!' ORDER BY rowid").fetchall()
+    for kind, name, sql in objects:
+        if kind != "table":
+            continue
+        w(sql + ";\n")
+        info = conn.execute(f"PRAGMA table_info({quote_ident(name)})").fetchall()
+        cols = [r[1] for r in info]
+        pk = [r for r in info if r[5]]
+        alias = len(pk) == 1 and pk[0][2].upper() == "INTEGER"
+        try:
+            conn.execute(f"SELECT _rowid_ FROM {quote_ident(name)} LIMIT 0")
+            rowid = not alias and "_rowid_" not in [c.lower() for c in cols]
+        except sqlite3.OperationalError:  # WITHOUT ROWID
+            rowid = False
+        names = (["_rowid_"] if rowid else []) + [quote_ident(c) for c in cols]
+        select = ", ".join(names)
+        prefix = f"INSERT INTO {quote_ident(name)}({select}) VALUES("
+        out = []
+        for values in conn.execute(f"SELECT {select} FROM {quote_ident(name)}"):
+            out.append(prefix + ",".join(map(sql_literal, values)) + ");\n")
+            if len(out) >= 2048:
+                w("".join(out))
+                out.clear()
+        w("".join(out))
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'").fetchone():
+        w("DELETE FROM sqlite_sequence;\n")
+        for values in conn.execute("SELECT name, seq FROM sqlite_sequence"):
+            w("INSERT INTO sqlite_sequence(name,seq) VALUES(" + ",".join(map(sql_literal, values)) + ");\n")
+    for kind, name, sql in objects:
+        if kind == "index":
+            w(sql + ";\n")
+    w("COMMIT;\n")

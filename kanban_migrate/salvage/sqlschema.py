@@ -3,14 +3,24 @@
 It understands what the salvage needs: column names and declared types, NOT NULL,
 literal DEFAULTs, PRIMARY KEY / UNIQUE column sets, the INTEGER PRIMARY KEY rowid alias,
 generated columns, WITHOUT ROWID and STRICT, and CREATE [UNIQUE] INDEX column lists.
+
+SQL text stored in a damaged or crafted file is never run or written out as it is: a
+``CREATE TABLE`` / ``CREATE INDEX`` is parsed, and :func:`create_table_sql` /
+:func:`create_index_sql` regenerate a statement from the parsed, validated form (quoted names,
+plain type names, literal defaults, key sets); whatever they cannot regenerate (CHECK
+expressions, foreign keys, collations, generated-column expressions, expression or partial
+indexes, views, triggers) is named, never copied.
 """
 from __future__ import annotations
 
+import math
 import re
+import sqlite3
 from dataclasses import dataclass, field
 
 __all__ = ["ColumnDef", "TableDef", "IndexDef", "parse_create_table", "parse_create_index",
-           "affinity", "tokenize", "quote_ident", "NO_DEFAULT"]
+           "affinity", "tokenize", "quote_ident", "NO_DEFAULT", "safe_type", "sql_literal",
+           "create_table_sql", "create_index_sql", "single_statement", "uncopied_clauses"]
 
 
 class _NoDefault:
@@ -489,3 +499,164 @@ def parse_create_index(sql: str) -> IndexDef | None:
     cols = _index_columns(p.skip_parens())
     partial = p.accept("WHERE")
     return IndexDef(name, table, unique, cols, partial)
+
+
+_MIN_INT = -(1 << 63)
+_SPECIAL = re.compile("([\x00\r])")
+
+
+def sql_literal(v) -> str:
+    """An SQL literal that SQLite reads back as exactly ``v`` (same value, same type)."""
+    if v is None:
+        return "NULL"
+    t = type(v)
+    if t is str:
+        if v.isascii() and "\x00" not in v and "\r" not in v:
+            return "'" + v.replace("'", "''") + "'"
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError:
+            # invalid UTF-8 kept via surrogateescape by the reader: write the original bytes
+            try:
+                raw = v.encode("utf-8", "surrogateescape")
+            except UnicodeEncodeError:
+                raw = v.encode("utf-8", "surrogatepass")
+            return "CAST(X'" + raw.hex() + "' AS TEXT)"
+        if "\x00" in v or "\r" in v:
+            # NUL cannot appear in SQL text and a CR would not survive a text-mode reader
+            # (universal newlines): spell both as char() calls
+            parts = []
+            for piece in _SPECIAL.split(v):
+                if piece == "\x00":
+                    parts.append("char(0)")
+                elif piece == "\r":
+                    parts.append("char(13)")
+                elif piece:
+                    parts.append("'" + piece.replace("'", "''") + "'")
+            return "(" + "||".join(parts) + ")"
+        return "'" + v.replace("'", "''") + "'"
+    if t is int:
+        if v == _MIN_INT:
+            return "(-9223372036854775807-1)"
+        if not _MIN_INT <= v < (1 << 63):
+            return sql_literal(str(v))
+        return str(v)
+    if t is float:
+        if math.isnan(v):
+            return "NULL"
+        if math.isinf(v):
+            return "1e999" if v > 0 else "-1e999"
+        return repr(v)
+    if t is bytes or t is bytearray or t is memoryview:
+        return "X'" + bytes(v).hex() + "'"
+    if t is bool:
+        return "1" if v else "0"
+    if isinstance(v, int):
+        return sql_literal(int(v))
+    if isinstance(v, float):
+        return sql_literal(float(v))
+    return sql_literal(str(v))
+
+
+_STRICT_TYPES = {"INT", "INTEGER", "REAL", "TEXT", "BLOB", "ANY"}
+
+
+def create_table_sql(td: TableDef, name: str | None = None) -> tuple[str, list[str]]:
+    """A ``CREATE TABLE`` regenerated from a parsed definition, and what was left out.
+
+    Kept: quoted column names, declared types that :func:`safe_type` accepts (else the type's
+    affinity), NOT NULL, literal DEFAULTs, the INTEGER PRIMARY KEY rowid alias (with
+    AUTOINCREMENT), PRIMARY KEY and UNIQUE column sets, WITHOUT ROWID, and STRICT where every
+    type allows it. Never copied: CHECK, REFERENCES, COLLATE, ON CONFLICT, generated-column
+    expressions (the column stays, as a plain one).
+    """
+    dropped: list[str] = []
+    names = {c.name.lower() for c in td.columns}
+    parts = []
+    strict = td.strict
+    for i, c in enumerate(td.columns):
+        decl = safe_type(c.decl_type) if c.decl_type else ""
+        if decl is None:
+            decl = affinity(c.decl_type)
+            dropped.append(f"column {c.name}: declared type {c.decl_type[:60]!r} is not a plain type name "
+                           f"(kept as {decl})")
+        if c.generated:
+            dropped.append(f"column {c.name}: generated-column expression not copied")
+        if strict and decl.upper() not in _STRICT_TYPES:
+            strict = False
+        piece = quote_ident(c.name) + (f" {decl}" if decl else "")
+        if td.rowid_alias == i:
+            piece = f"{quote_ident(c.name)} INTEGER PRIMARY KEY" + (" AUTOINCREMENT" if td.autoincrement else "")
+        if c.not_null:
+            piece += " NOT NULL"
+        if c.default is not NO_DEFAULT:
+            piece += f" DEFAULT ({sql_literal(c.default)})"
+        parts.append(piece)
+    alias = td.columns[td.rowid_alias].name.lower() if td.rowid_alias is not None else None
+    pk = [n for n in td.primary_key]
+    if pk and not (alias is not None and [n.lower() for n in pk] == [alias]):
+        if all(n.lower() in names for n in pk):
+            parts.append("PRIMARY KEY (" + ", ".join(quote_ident(n) for n in pk) + ")")
+        else:
+            dropped.append("primary key names an unknown column")
+    seen = {tuple(n.lower() for n in pk)}
+    for us in td.unique_sets:
+        key = tuple(n.lower() for n in us)
+        if key in seen:
+            continue
+        seen.add(key)
+        if all(n in names for n in key):
+            parts.append("UNIQUE (" + ", ".join(quote_ident(n) for n in us) + ")")
+    options = []
+    if td.without_rowid and pk:
+        options.append("WITHOUT ROWID")
+    if strict:
+        options.append("STRICT")
+    elif td.strict:
+        dropped.append("STRICT dropped: a column type is not one STRICT allows")
+    sql = f"CREATE TABLE {quote_ident(name or td.name)} ({', '.join(parts)})"
+    return (sql + (" " + ", ".join(options) if options else "")), dropped
+
+
+def create_index_sql(idx: IndexDef, columns: list[str]) -> str | None:
+    """``CREATE [UNIQUE] INDEX`` on plain columns of ``columns``, or None when the index cannot be
+    regenerated (an expression, a partial index, a column the table does not have)."""
+    if idx.columns is None or idx.partial or not idx.columns:
+        return None
+    have = {c.lower(): c for c in columns}
+    cols = [have.get(c.lower()) for c in idx.columns]
+    if None in cols:
+        return None
+    return (f"CREATE {'UNIQUE ' if idx.unique else ''}INDEX {quote_ident(idx.name)} ON {quote_ident(idx.table)} ("
+            + ", ".join(quote_ident(c) for c in cols) + ")")
+
+
+def single_statement(sql: str, *kinds: str) -> bool:
+    """``sql`` is exactly one complete ``CREATE [TEMP] <kind>`` statement: nothing after it, no
+    second statement hidden behind a semicolon."""
+    if not sql or "\x00" in sql:
+        return False
+    toks = tokenize(sql)
+    while toks and toks[-1].kind == _PUNCT and toks[-1].text == ";":
+        toks.pop()
+    if any(t.kind == _PUNCT and t.text == ";" for t in toks):
+        return False
+    p = _P(toks)
+    if not p.accept("CREATE"):
+        return False
+    p.accept("TEMP", "TEMPORARY")
+    return p.accept(*kinds) and sqlite3.complete_statement(sql.rstrip().rstrip(";") + ";")
+
+
+_UNCOPIED = {"CHECK": "CHECK", "REFERENCES": "foreign key", "COLLATE": "COLLATE", "GENERATED": "generated column",
+             "AS": "generated column", "CONFLICT": "ON CONFLICT"}
+
+
+def uncopied_clauses(sql: str | None) -> list[str]:
+    """The clauses of a stored CREATE TABLE that :func:`create_table_sql` does not carry over."""
+    found: list[str] = []
+    for tok in tokenize(sql or ""):
+        what = _UNCOPIED.get(tok.value) if tok.kind == _ID else None
+        if what and what not in found:
+            found.append(what)
+    return found
