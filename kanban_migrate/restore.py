@@ -105,6 +105,12 @@ def restore(path: str | os.PathLike, which: str | os.PathLike | None = None, *,
     board = given.resolve() if given.is_symlink() else given
     if board.is_dir():
         raise NotABoard("is a directory, not a board file", "pass the kanban.db file inside it", path=shown)
+    from .recovering.swapjournal import pending
+
+    if pending(board):  # a recover died mid-swap: the board and its copies are settled first
+        from .recovering.swap import settle
+
+        settle(board, shown)
     chosen = choose(board, which)
     if _digest_of(chosen)[:16] != chosen.digest:
         raise Refused(f"{chosen.path.name} no longer matches its name (it was changed after it was made)",

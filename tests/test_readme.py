@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, sha256
 
 README = ROOT / "README.md"
 RUNNABLE = {"sh", "console", "python"}
@@ -86,12 +86,15 @@ def boards(tmp_path_factory, board_cache):
 
 @pytest.fixture
 def sandbox(tmp_path, boards):
-    """``(cwd, env)``: HOME with a Hermes home (the default board at head, a named legacy board),
-    and a working folder with kanban.db (a v2b board) and old.db (a v0 board)."""
+    """``(cwd, env)``: HOME with a Hermes home (the default board at head with the original a
+    recover kept beside it, a named legacy board), and a working folder with kanban.db (a v2b
+    board) and old.db (a v0 board)."""
     home = tmp_path / "home"
     hermes = home / ".hermes"
     (hermes / "kanban/boards/work").mkdir(parents=True)
     shutil.copyfile(boards["head"], hermes / "kanban.db")
+    kept = hermes / f"kanban.db.corrupt.{sha256(boards['v0'])[:16]}.bak"  # as if recover had swapped it
+    shutil.copyfile(boards["v0"], kept)
     shutil.copyfile(boards["v0"], hermes / "kanban/boards/work/kanban.db")
     cwd = tmp_path / "work"
     cwd.mkdir()
