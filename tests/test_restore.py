@@ -198,3 +198,26 @@ def test_prune_keeps_the_newest_n_of_each_kind(many):
     assert proc.returncode == 0, proc.stderr
     left = sorted(p.name for p in board.parent.iterdir() if p.name.endswith(".bak"))
     assert left == sorted([aside.name, f"kanban.db.pre-upgrade.{1:016x}.bak"])
+
+
+def test_restore_undoes_a_real_recover(tmp_path, board_cache):
+    """recover in place, then restore: the damaged original is back byte for byte, and what
+    recover made is kept (restoring that copy brings the recovered board back)."""
+    import random
+
+    from corruption import overwrite_leaf
+
+    board = tmp_path / "kanban.db"
+    shutil.copyfile(board_cache("v0", 200, 3), board)
+    overwrite_leaf(board, "task_events", random.Random(4))
+    original = sha256(board)
+    rec = cli("recover", board)
+    assert rec.returncode in (0, 1), rec.stderr
+    recovered = state_digest(board)
+    proc = cli("restore", "--json", board)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert ".corrupt." in result["restored_from"] and sha256(board) == original
+    again = cli("restore", board, result["kept_as"])
+    assert again.returncode == 0, again.stderr
+    assert state_digest(board) == recovered
