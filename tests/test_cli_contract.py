@@ -111,6 +111,7 @@ CASES = [
     Case("verify-missing", "verify {ws}/missing.db", 2, "", r"kanban-migrate: \S+/missing.db: no such file.*"),
     Case("recover-missing", "recover {ws}/missing.db", 2, "", r"kanban-migrate: \S+/missing.db: no such file.*"),
     Case("recover-healthy", "recover {head} --output {ws}/rescued.db", 0, r"healthy"),
+    Case("recover-json", "recover --json {head} --output {ws}/rescued.db", 0, "object"),
     # ---- boards, backups, restore ---------------------------------------------------------------------
     Case("boards-unchecked", "boards --home {home}", 0, r"unchecked(.|\n)*2 board\(s\): 2 unchecked"),
     Case("boards-check", "boards --check --home {home}", 0, r"2 board\(s\): 2 ok"),
@@ -288,6 +289,13 @@ def test_results_after_upgrade_and_paths_in_json(ws, capsys, monkeypatch):
     items = json.loads(out)
     assert code == 3 == max(x["code"] for x in items)
     assert all(os.path.isabs(x["path"]) for x in items)
+
+
+def test_recover_json_paths_are_absolute(ws, capsys, monkeypatch):
+    monkeypatch.chdir(ws)
+    code, out, _ = run(["recover", "--json", "head.db", "--output", "rescued.db"], capsys)
+    r = json.loads(out)
+    assert code == 0 and r["path"] == str(ws / "head.db") and r["output"] == str(ws / "rescued.db")
 
 
 def test_dry_run_json_code_matches_the_exit(ws, capsys):
