@@ -21,6 +21,9 @@ from .model import Run, SalvageResult, TableSalvage
 from .walk import Salvager
 
 ATTACHED = "salvage_src"
+#: The damaged file's schema is read by SQLite but never trusted: with trusted_schema off, no
+#: function that is not innocuous can run from a view, trigger or generated column it declares.
+UNTRUSTED_SCHEMA = "PRAGMA trusted_schema=OFF"
 
 
 def _q(name: str) -> str:
@@ -61,6 +64,7 @@ class ReadBack:
         conn = None
         try:
             conn = sqlite3.connect(source_uri(self.path), uri=True, isolation_level=None)
+            conn.execute(UNTRUSTED_SCHEMA)
             conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()
         except sqlite3.Error:
             if conn is not None:
@@ -184,6 +188,7 @@ def attach_source(conn: sqlite3.Connection, result: SalvageResult) -> bool:
     if ATTACHED in names:
         return True
     try:
+        conn.execute(UNTRUSTED_SCHEMA)
         conn.execute(f"ATTACH DATABASE ? AS {ATTACHED}", (source_uri(paths.pop()),))
         return True
     except sqlite3.Error:
