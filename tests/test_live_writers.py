@@ -106,3 +106,36 @@ def test_verify_never_holds_up_a_writer(tmp_path, board_cache):
     conn.close()
     assert commits >= 5
     assert result["report"] is not None
+
+
+def test_verify_of_a_delete_board_never_holds_up_a_writer(tmp_path, board_cache):
+    """A DELETE-mode board (the application's mode on SQLite 3.7.0-3.51.2): verify reads it without
+    a lock, or from a snapshot mended under one short lock, never holding the lock through a whole
+    check. A writer with a 1 s busy timeout commits throughout, and the writer's commits during
+    the check are no damage."""
+    import shutil
+    import threading
+
+    from kanban_migrate.verifying import verify
+
+    path = tmp_path / "kanban.db"
+    shutil.copyfile(board_cache("v7", 8000, 12), path)
+    upgrade(path, backup=False)
+    conn = sqlite3.connect(path, timeout=1.0, isolation_level=None)
+    assert conn.execute("PRAGMA journal_mode=DELETE").fetchone()[0] == "delete"
+    conn.execute("PRAGMA busy_timeout=1000")
+    result = {}
+    t = threading.Thread(target=lambda: result.setdefault("report", verify(path)))
+    t.start()
+    commits = 0
+    while t.is_alive() or commits < 5:
+        conn.execute("BEGIN IMMEDIATE")  # "database is locked" after 1 s would fail the test
+        conn.execute("INSERT INTO task_events (task_id, kind, created_at) VALUES ('t_00000000', 'created', 1)")
+        conn.execute("COMMIT")
+        commits += 1
+    t.join()
+    conn.close()
+    report = result["report"]
+    assert commits >= 5
+    assert not report.errors and report.not_checked is None, [f.message for f in report.errors]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kanban.db"]

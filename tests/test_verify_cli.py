@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from click.testing import CliRunner
 
 from kanban_migrate.verifying.cli import render, verify_command
 from kanban_migrate.verifying import verify
-from test_verify_support import make_board, plant
+from test_verify_support import digest, listing, make_board, plant
 
 
 def run(*args, env=None):
@@ -61,7 +62,7 @@ def test_not_sqlite_is_exit_1_not_a_crash(tmp_path):
     assert (f["check"], f["severity"]) == ("file", "error")
 
 
-def test_full_runs_integrity_check(tmp_path):
+def test_thorough_by_default_quick_on_request(tmp_path):
     import sqlite3
 
     path = make_board(tmp_path)
@@ -71,10 +72,13 @@ def test_full_runs_integrity_check(tmp_path):
                  "WHERE name = 'idx_tasks_status'")
     conn.commit()
     conn.close()
-    quick = json.loads(run("--json", path).output)
+    quick = json.loads(run("--json", "--quick", path).output)
+    default = json.loads(run("--json", path).output)
     full = json.loads(run("--json", "--full", path).output)
     assert not [f for f in quick["findings"] if f["check"] == "integrity"]  # quick_check skips index contents
-    assert [f for f in full["findings"] if f["check"] == "integrity" and "REINDEX" in f["hint"]]
+    assert [f for f in default["findings"] if f["check"] == "integrity" and "REINDEX" in f["hint"]]
+    assert full == default
+    assert run("--quick", "--full", path).exit_code == 2
 
 
 def test_without_db_verifies_the_boards_of_the_home(tmp_path):
@@ -95,10 +99,12 @@ def test_without_db_verifies_the_boards_of_the_home(tmp_path):
     assert res.exit_code == 0 and len(json.loads(res.output)) == 2
 
 
-def test_no_boards_found_is_usage(tmp_path):
+def test_no_boards_found_is_success(tmp_path):
     env = {"HERMES_KANBAN_DB": None, "HERMES_KANBAN_HOME": None, "HERMES_HOME": None}
     res = run("--home", tmp_path, env=env)
-    assert res.exit_code == 2 and "no boards found" in res.output
+    assert res.exit_code == 0 and "no boards found" in res.output
+    res = CliRunner().invoke(verify_command, ["--json", "--all", "--home", str(tmp_path)], env=env)
+    assert res.exit_code == 0 and json.loads(res.stdout) == []
 
 
 def test_home_with_a_db_is_usage(tmp_path):
@@ -160,3 +166,67 @@ def test_verify_all_in_parallel_processes_agrees_with_one_by_one(tmp_path, board
     assert [r["path"] for r in one] == [r["path"] for r in par] and len(par) == 4
     assert [(r["ok"], r["revision"]) for r in one] == [(r["ok"], r["revision"]) for r in par]
     assert [r["ok"] for r in par] == [True, False, True, False]
+
+
+def test_every_board_is_tried_and_the_worst_exit_code_wins(tmp_path):
+    a = make_board(tmp_path, name="a.db")
+    legacy = make_board(tmp_path, "v0", at_head=False, name="legacy.db")
+    missing = tmp_path / "missing.db"
+    res = CliRunner().invoke(verify_command, [str(a), str(missing), str(legacy)])
+    assert res.exit_code == 2
+    assert f"{a}: OK" in res.stdout and f"{legacy}: PROBLEMS" in res.stdout
+    (line,) = res.stderr.strip().splitlines()
+    assert line == f"kanban-migrate: {missing}: no such file (check the path)"
+    res = CliRunner().invoke(verify_command, ["--json", str(missing), str(a)])
+    assert res.exit_code == 2
+    first, second = json.loads(res.stdout)
+    assert (first["path"], first["ok"], first["not_checked"]["code"]) == (str(missing), None, 2)
+    assert (second["ok"], second["not_checked"]) == (True, None)
+    res = CliRunner().invoke(verify_command, [str(a), str(legacy)])
+    assert res.exit_code == 1 and res.stderr == ""
+
+
+def test_json_is_an_object_only_when_exactly_one_db_is_named(tmp_path):
+    home = tmp_path / "hermes"
+    home.mkdir()
+    make_board(home)
+    env = {"HERMES_KANBAN_DB": None, "HERMES_KANBAN_HOME": None, "HERMES_HOME": None}
+    assert isinstance(json.loads(run("--json", home / "kanban.db").output), dict)
+    for args in (["--home", home], ["--all", "--home", home], [home / "kanban.db", home / "kanban.db"]):
+        out = json.loads(CliRunner().invoke(verify_command, ["--json", *map(str, args)], env=env).stdout)
+        assert isinstance(out, list) and len(out) in (1, 2), args
+    missing = CliRunner().invoke(verify_command, ["--json", str(tmp_path / "nope.db")])
+    assert missing.exit_code == 2 and json.loads(missing.stdout)["not_checked"]["reason"] == "no such file"
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to run as nobody")
+def test_an_unreadable_board_is_one_line_exit_5(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    if not shutil.which("setpriv"):
+        pytest.skip("setpriv not available")
+    shared = Path(tempfile.mkdtemp(prefix="verify-unreadable-"))
+    try:
+        shared.chmod(0o755)
+        path = make_board(shared)
+        path.chmod(0o000)
+        before = digest(path)
+        root = Path(__file__).resolve().parents[1]
+        proc = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable,
+                               "-c", "import sys; sys.path.insert(0, sys.argv[1]); from kanban_migrate.cli import main;"
+                               "sys.argv = ['kanban-migrate', 'verify', sys.argv[2]]; sys.exit(main())",
+                               str(root), str(path)], capture_output=True, text=True, timeout=120, cwd=shared)
+        if "Permission denied" in proc.stderr and "kanban-migrate:" not in proc.stderr:
+            pytest.skip(f"nobody cannot run this interpreter: {proc.stderr[-200:]}")
+        assert proc.returncode == 5, proc.stderr
+        (line,) = proc.stderr.strip().splitlines()
+        assert line.startswith(f"kanban-migrate: {path}: ") and "Permission denied" in line
+        assert proc.stdout == ""
+        path.chmod(0o644)
+        assert digest(path) == before and listing(shared) == ["kanban.db"]
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)

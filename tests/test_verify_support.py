@@ -34,6 +34,10 @@ def make_board(tmp_path: Path, shape: str = "v7", *, tasks: int = 40, seed: int 
     if at_head:
         upgrade(path)
     checkpoint(path)
+    if journal_mode.lower() == "delete":  # whatever the upgrade's journal-mode rule
+        conn = sqlite3.connect(path)
+        conn.execute("PRAGMA journal_mode=DELETE")
+        conn.close()
     return path
 
 

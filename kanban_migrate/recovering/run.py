@@ -480,6 +480,9 @@ def _verify_rebuilt(db: Path, shown: str, report: RecoverReport) -> None:
     from ..verifying import verify
 
     checked = verify(db, full=True, data=False)
+    if checked.not_checked is not None:  # a check that could not run is no pass
+        raise Refused(f"the rebuilt board could not be verified ({checked.not_checked.reason}); nothing was swapped",
+                      checked.not_checked.hint, path=shown)
     bad = [f for f in checked.findings if f.severity == "error" and f.check in ("integrity", "schema")]
     if report.mode != "salvage":
         bad = [f for f in bad if f.check == "integrity"]  # a WAL-only/REINDEX board keeps its schema

@@ -5,13 +5,20 @@
     >>> report.ok, [(f.check, f.severity, f.message) for f in report.findings]  # doctest: +SKIP
 
 Five checks, each finding naming its check: ``file`` (header, size, WAL, backups, journal mode),
-``integrity`` (``PRAGMA quick_check``, or ``integrity_check`` with ``full=True``, and
+``integrity`` (``PRAGMA integrity_check``, or ``quick_check`` with ``quick=True``, and
 ``foreign_key_check``), ``schema`` (the board against head, semantically), ``revision``
 (``alembic_version``) and ``data`` (the kanban invariants, SQL aggregates: see :mod:`.data`).
 
-The board is opened read-only and never written: no checkpoint, no ``-wal``/``-shm`` left behind
-(see :func:`checks.open_uri`). A damaged or foreign file is a board with findings, never an
-exception; only a path that does not exist raises :class:`~kanban_migrate.errors.MissingBoard`.
+The default is thorough, as the application's own first-open guard: ``integrity_check`` (which
+finds index-only damage) and every data check. ``quick=True`` is for very large boards and cron:
+``quick_check`` and the data checks that the status index and the small tables answer.
+
+The board is opened read-only and never written: no checkpoint, no ``-wal``/``-shm`` left behind,
+and the application may write meanwhile without a false alarm (:mod:`.access` says how). A
+damaged or foreign file is a board with findings, never an exception; a board that could not be
+checked (locked, the machine refused a read) is a report whose ``not_checked`` says why, never a
+finding of damage. Only a path that does not exist raises
+:class:`~kanban_migrate.errors.MissingBoard`.
 
 Two connections work at once (SQLite releases the GIL while a query runs). A thread starts the
 integrity PRAGMA first, on its own connection; meanwhile the main thread checks the header,
@@ -27,65 +34,92 @@ import sqlite3
 import threading
 
 from ..board import DEFAULT_BUSY_TIMEOUT
-from ..errors import MissingBoard
-from . import checks
-from .model import CHECKS, SEVERITIES, Finding, VerifyReport
+from ..errors import ExitCode, MissingBoard
+from . import access, checks
+from .model import CHECKS, SEVERITIES, Finding, NotChecked, VerifyReport
 
-__all__ = ["verify", "verify_many", "VerifyReport", "Finding", "SEVERITIES", "CHECKS"]
+__all__ = ["verify", "verify_many", "VerifyReport", "Finding", "NotChecked", "SEVERITIES", "CHECKS"]
 
 
-def verify(path: str | os.PathLike, *, full: bool = False, data: bool = True,
+def verify(path: str | os.PathLike, *, quick: bool = False, full: bool | None = None, data: bool = True,
            busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> VerifyReport:
-    """Verify the board at ``path``; see the module docstring. ``full`` runs
-    ``PRAGMA integrity_check`` instead of ``quick_check`` (index contents are compared too);
-    ``data=False`` leaves out the data checks (``recover`` only needs integrity and schema)."""
+    """Verify the board at ``path``; see the module docstring. ``quick`` runs ``quick_check``
+    and the cheap data checks only; ``full`` is the default's old name (``full=False`` is
+    ``quick=True``); ``data=False`` leaves out the data checks (``recover`` only needs integrity
+    and schema)."""
+    if full is not None:
+        quick = not full
     shown = str(path)
-    report = VerifyReport(shown)
-    try:
-        facts, found = checks.inspect_file(path, defer_header=True)
-    except FileNotFoundError:
-        raise MissingBoard("no such file", "check the path", path=shown) from None
-    except OSError as exc:
-        report.findings.append(Finding("file", "error", f"cannot read: {exc.strerror or exc}",
-                                       hint="check the path and its permissions"))
-        return report
-    report.findings.extend(found)
-    if facts.openable:
+    changed = False
+    for _attempt in range(access.ATTEMPTS):
+        report = VerifyReport(shown)
         try:
-            _inspect(facts, report, full=full, data=data, busy_timeout=busy_timeout)
-        except Exception as exc:  # noqa: BLE001 - a report, never a traceback
-            report.findings.append(Finding("integrity", "error", f"verify stopped: {type(exc).__name__}: {exc}",
-                                           hint="report this as a bug of kanban-migrate, with the board if possible"))
-    if not facts.header_checked:
-        report.findings.extend(checks.header_problems(facts))
+            if _attempt_once(path, report, quick=quick, data=data, busy_timeout=busy_timeout, changed=changed):
+                if changed:
+                    report.findings.append(Finding("file", "info", "the board changed while it was checked (a "
+                                                                   "writer was at work): checked again"))
+                    report.sort()
+                return report
+        except NotChecked as nc:
+            return _not_checked(report, nc)
+        changed = True
+    return _not_checked(report, NotChecked(ExitCode.BUSY, f"the board changed during each of {access.ATTEMPTS} "
+                                                          "checks", access.HINT_BUSY))
+
+
+def _not_checked(report: VerifyReport, nc: NotChecked) -> VerifyReport:
+    """Keep what the file checks found; everything else is unknown."""
+    report.not_checked = nc
+    report.findings = [f for f in report.findings if f.check == "file" and f.cause is None]
     report.sort()
     return report
 
 
+def _attempt_once(path, report: VerifyReport, *, quick: bool, data: bool, busy_timeout: float,
+                  changed: bool) -> bool:
+    """One reading of the board into ``report``; False when the board changed meanwhile (the
+    report is then incomplete and is dropped). Raises :class:`NotChecked`."""
+    try:
+        facts, found = checks.inspect_file(path, defer_header=True)
+    except (FileNotFoundError, NotADirectoryError):
+        raise MissingBoard("no such file", "check the path", path=report.path) from None
+    except OSError as exc:
+        raise access.environment(exc, "reading the board") from None
+    report.findings.extend(found)
+    if facts.openable:
+        try:
+            view = access.open_view(facts, busy_timeout=busy_timeout, changed_before=changed)
+        except OSError as exc:
+            raise access.environment(exc, "reading the board") from None
+        with view:
+            report.findings.extend(view.notes)
+            if view.header_from is not None:  # the file checks judge what is read (a rolled-back copy)
+                with open(view.header_from, "rb") as fh:
+                    facts.header, facts.size, facts.settled = fh.read(100), view.header_from.stat().st_size, True
+            try:
+                with access.Watcher(view, busy_timeout) as watcher:
+                    _run(facts, report, watcher, quick=quick, data=data)
+            except Exception as exc:  # noqa: BLE001 - a report, never a traceback
+                if not view.unchanged():
+                    return False
+                raise access.cannot_run(exc) or NotChecked(
+                    ExitCode.INTERNAL, f"verify stopped: {type(exc).__name__}: {exc}",
+                    "report this as a bug of kanban-migrate, with the board if possible") from None
+            if not view.unchanged():
+                return False
+        blocked = next((f.cause for f in report.findings if f.cause is not None), None)
+        if blocked is not None:
+            raise blocked
+    if not facts.header_checked:
+        report.findings.extend(checks.header_problems(facts))
+    if facts.size_finding is not None and not checks.size_problem_persists(facts):
+        report.findings.remove(facts.size_finding)  # a writer was extending the file: no damage
+    report.sort()
+    return True
+
+
 def verify_many(paths, **kw) -> list[VerifyReport]:
     return [verify(p, **kw) for p in paths]
-
-
-def _inspect(facts: checks.FileFacts, report: VerifyReport, *, full: bool, data: bool, busy_timeout: float) -> None:
-    tmpdir = None
-    path = facts.path
-    if checks.needs_private_copy(facts):
-        import shutil
-        import tempfile
-
-        # Reading the WAL needs a -shm; rather than create one beside the board, read a copy.
-        tmpdir = tempfile.mkdtemp(prefix="kanban-verify-")
-        path = type(facts.path)(tmpdir) / facts.path.name
-        shutil.copyfile(facts.path, path)
-        shutil.copyfile(facts.wal, str(path) + "-wal")
-        report.findings.append(Finding("file", "info", "read from a private copy (the -wal has no -shm beside it)"))
-    try:
-        _run(facts, report, checks.open_uri(facts, path), full=full, data=data, busy_timeout=busy_timeout)
-    finally:
-        if tmpdir:
-            import shutil
-
-            shutil.rmtree(tmpdir, ignore_errors=True)
 
 
 def data_threads() -> int:
@@ -95,18 +129,20 @@ def data_threads() -> int:
     return max(0, (os.cpu_count() or 2) - 2)
 
 
-def _run(facts: checks.FileFacts, report: VerifyReport, uri: str, *, full: bool, data: bool,
-         busy_timeout: float) -> None:
+def _run(facts: checks.FileFacts, report: VerifyReport, watcher: access.Watcher, *, quick: bool,
+         data: bool) -> None:
+    """The checks, on connections from ``watcher.connect()``."""
+    connect = watcher.connect
     from ..schema import snapshot
     from . import data as data_checks
 
     try:
-        conn = checks.connect(uri, busy_timeout)
+        conn = connect()
     except sqlite3.Error as exc:
         report.findings.append(checks.sqlite_error("integrity", exc, "cannot open the board"))
         return
     threads: list[threading.Thread] = []
-    work = data_checks.Work()
+    work = watcher.work = data_checks.Work()
     integrity: list[Finding] = []
     units: list = []
     fk_units: list = []
@@ -119,7 +155,7 @@ def _run(facts: checks.FileFacts, report: VerifyReport, uri: str, *, full: bool,
 
         # The integrity PRAGMA is the longest single task: it starts first, on its own connection.
         helper = threading.Thread(target=_integrity_worker,
-                                  args=(uri, busy_timeout, full, integrity, work),
+                                  args=(connect, quick, integrity, work),
                                   name="verify-integrity", daemon=True)
         helper.start()
         threads.append(helper)
@@ -129,10 +165,16 @@ def _run(facts: checks.FileFacts, report: VerifyReport, uri: str, *, full: bool,
 
         fp = fingerprint(board)  # imports head (SQLAlchemy) while the PRAGMA runs
         report.shape = str(fp) if fp.is_kanban else fp.shape
+        try:
+            has_table, stamp = checks.read_stamp(conn, board)
+        except sqlite3.Error as exc:
+            has_table, stamp = True, None
+            report.findings.append(checks.sqlite_error("revision", exc, "cannot read alembic_version"))
+        report.revision = stamp
         jobs: list[data_checks.Job] = []
         p = None
         if fp.is_kanban and data:
-            p = data_checks.plan(board, conn)
+            p = data_checks.plan(board, conn, quick=quick, stamped=stamp is not None)
             jobs, units = list(p.jobs), p.units
         for table, t in board.tables.items():
             if t.foreign_keys:
@@ -143,19 +185,14 @@ def _run(facts: checks.FileFacts, report: VerifyReport, uri: str, *, full: bool,
         work.put(jobs)
         work.close()
         for i in range(data_threads() if len(jobs) > 1 else 0):
-            th = threading.Thread(target=_data_worker, args=(uri, busy_timeout, work),
+            th = threading.Thread(target=_data_worker, args=(connect, work),
                                   name=f"verify-data-{i}", daemon=True)
             th.start()
             threads.append(th)
 
-        try:
-            has_table, stamp = checks.read_stamp(conn, board)
-        except sqlite3.Error as exc:
-            has_table, stamp = True, None
-            report.findings.append(checks.sqlite_error("revision", exc, "cannot read alembic_version"))
-        report.revision = stamp
         schema_findings = checks.check_schema(board, fp)
-        revision_findings = checks.check_revision(has_table, stamp, fp)
+        at_head = not any(f.severity == "error" for f in schema_findings)
+        revision_findings = checks.check_revision(has_table, stamp, fp, schema_at_head=at_head)
         _work(conn, work)
         for th in threads:
             th.join()
@@ -175,15 +212,18 @@ def _run(facts: checks.FileFacts, report: VerifyReport, uri: str, *, full: bool,
         report.findings.extend(unit.findings)
 
 
-def _integrity_worker(uri, busy_timeout, full, out, work) -> None:
+def _integrity_worker(connect, quick, out, work) -> None:
     conn = None
     try:
-        conn = checks.connect(uri, busy_timeout)
-        out.extend(checks.check_integrity(conn, full=full))
+        conn = connect()
+        out.extend(checks.check_integrity(conn, quick=quick))
     except sqlite3.Error as exc:
         out.append(checks.sqlite_error("integrity", exc, "cannot open the board"))
     except Exception as exc:  # noqa: BLE001
-        out.append(Finding("integrity", "error", f"integrity check stopped: {type(exc).__name__}: {exc}"))
+        out.append(Finding("integrity", "error", f"integrity check stopped: {type(exc).__name__}: {exc}",
+                           cause=access.cannot_run(exc) or NotChecked(
+                               ExitCode.INTERNAL, f"the integrity check stopped: {type(exc).__name__}: {exc}",
+                               "report this as a bug of kanban-migrate")))
     try:
         if conn is not None:
             _work(conn, work)
@@ -192,9 +232,9 @@ def _integrity_worker(uri, busy_timeout, full, out, work) -> None:
             conn.close()
 
 
-def _data_worker(uri, busy_timeout, work) -> None:
+def _data_worker(connect, work) -> None:
     try:
-        conn = checks.connect(uri, busy_timeout)
+        conn = connect()
     except sqlite3.Error:
         return  # the other workers take the jobs
     try:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..board import MAGIC, VERSION_TABLE, sidecar
 from ..schema import INTERNAL_TABLES, Difference, Schema, quote
-from .model import Examples, Finding
+from .model import Examples, Finding, excerpt
 
 # ---- hints (what to run next) ------------------------------------------------------------------
 HINT_RECOVER = "run 'kanban-migrate recover' on it (the board's rows are copied into a new, sound file)"
@@ -58,6 +58,8 @@ class FileFacts:
     wal_frames: int = 0
     openable: bool = True  # False: SQLite must not even be tried
     header_checked: bool = False  # header_problems() ran
+    size_finding: Finding | None = None  # the size does not agree with the header (see size_problem_persists)
+    settled: bool = False  # size and header were read from a private copy that nothing writes
     notes: list[str] = field(default_factory=list)
 
 
@@ -69,7 +71,8 @@ def parse_header(data: bytes):
 
 
 def inspect_file(path: str | os.PathLike, *, defer_header: bool = False) -> tuple[FileFacts, list[Finding]]:
-    """Stat, header, size, sidecars and backups. Raises FileNotFoundError for a missing path.
+    """Stat, header, size, sidecars and backups. Raises FileNotFoundError for a missing path and
+    OSError for one that cannot be read.
 
     With ``defer_header``, the header's sanity checks beyond what opening needs (magic, length,
     journal mode) are left to :func:`header_problems`, which the caller runs later (it imports
@@ -89,13 +92,8 @@ def inspect_file(path: str | os.PathLike, *, defer_header: bool = False) -> tupl
     p = facts.path
     facts.wal, facts.shm, facts.journal = sidecar(p, "-wal"), sidecar(p, "-shm"), sidecar(p, "-journal")
     facts.has_wal, facts.has_shm = facts.wal.exists(), facts.shm.exists()
-    try:
-        with open(p, "rb") as fh:
-            facts.header = fh.read(100)
-    except OSError as exc:
-        facts.openable = False
-        return facts, [Finding("file", "error", f"cannot read the file: {exc.strerror}",
-                               hint="check the file's permissions")]
+    with open(p, "rb") as fh:  # OSError propagates: the board could not be checked, not a finding
+        facts.header = fh.read(100)
     out.extend(check_backups(p))
     if facts.size == 0:
         facts.openable = False
@@ -141,15 +139,44 @@ def header_problems(facts: FileFacts) -> list[Finding]:
         return []
     size_related = [p for p in problems if "file size" in p or "page count" in p]
     other = [p for p in problems if p not in size_related]
+
     out = []
     if other:
         out.append(Finding("file", "error", "the database header is not sane: " + "; ".join(other),
                            hint=HINT_RECOVER, count=len(other), examples=other[:5]))
     if size_related:
-        out.append(Finding("file", "error", "the file size does not agree with the header: " + "; ".join(size_related),
-                           hint="the file was truncated or extended outside SQLite: " + HINT_RECOVER,
-                           examples=size_related[:5]))
+        facts.size_finding = Finding("file", "error", "the file size does not agree with the header: " +
+                                     "; ".join(size_related),
+                                     hint="the file was truncated or extended outside SQLite: " + HINT_RECOVER,
+                                     examples=size_related[:5])
+        out.append(facts.size_finding)
     return out
+
+
+#: A size that disagrees with the header is read again this often, this far apart, before it is
+#: reported: a checkpoint or commit in progress extends the file and rewrites page 1 one after the
+#: other, so a writer at work shows the two apart for a moment; damage shows it every time.
+SIZE_REREADS, SIZE_REREAD_SECONDS = 3, 0.1
+
+
+def size_problem_persists(facts: FileFacts) -> bool:
+    """Is :attr:`FileFacts.size_finding` what the file shows on every re-read? Call it only with no
+    connection open on the board: closing the file it opens drops this process's locks on it."""
+    if facts.settled:
+        return True
+    found = facts.size_finding.examples if facts.size_finding else []
+    for _ in range(SIZE_REREADS):
+        time.sleep(SIZE_REREAD_SECONDS)
+        try:
+            size = facts.path.stat().st_size
+            with open(facts.path, "rb") as fh:
+                data = fh.read(100)
+        except OSError:
+            return True
+        problems = parse_header(data).problems(size) if len(data) == 100 else found
+        if [p for p in problems if "file size" in p or "page count" in p][:5] != found:
+            return False
+    return True
 
 
 def check_wal(facts: FileFacts) -> list[Finding]:
@@ -213,9 +240,9 @@ def check_journal(facts: FileFacts) -> list[Finding]:
     except OSError:
         jsize = 0
     if jsize:
-        out.append(Finding("file", "warning", f"a rollback journal ({jsize} bytes) lies beside the board: "
-                                              "an interrupted write",
-                           hint="open the board with the application once so that SQLite rolls it back"))
+        out.append(Finding("file", "info", f"a rollback journal ({jsize} bytes) lies beside the board: a write "
+                                           "in progress, or an interrupted one that SQLite rolls back when the "
+                                           "board is next opened for writing"))
     return out
 
 
@@ -247,30 +274,6 @@ def check_backups(board: Path) -> list[Finding]:
 # ================================================================================================
 # opening
 # ================================================================================================
-def _uri(path: Path, **params: str) -> str:
-    from urllib.parse import quote as q
-
-    return f"file:{q(str(path))}?" + "&".join(f"{k}={v}" for k, v in params.items())
-
-
-def open_uri(facts: FileFacts, path: Path | None = None) -> str:
-    """The URI that reads the board without writing anything beside it.
-
-    A WAL board whose ``-wal`` is absent, or holds nothing the main file lacks, is opened
-    ``immutable`` (a plain ``mode=ro`` open would create ``-wal``/``-shm`` and leave them behind).
-    """
-    path = path or facts.path
-    if facts.wal_mode and (not facts.has_wal or (not facts.has_shm and facts.wal_pending is False)):
-        return _uri(path, mode="ro", immutable="1")
-    return _uri(path, mode="ro")
-
-
-def needs_private_copy(facts: FileFacts) -> bool:
-    """A ``-wal`` with committed frames but no ``-shm``: SQLite would create ``-shm`` to read it,
-    so the board and its WAL are read from a private copy instead."""
-    return facts.wal_mode and facts.has_wal and not facts.has_shm and facts.wal_pending is not False
-
-
 def connect(uri: str, busy_timeout: float) -> sqlite3.Connection:
     """A read-only connection, without a memory map (whatever SQLite's compiled-in default): on
     a damaged file whose cell pointers point at the end of a page, SQLite 3.40 reads past the
@@ -284,20 +287,22 @@ def connect(uri: str, busy_timeout: float) -> sqlite3.Connection:
     return conn
 
 
+_NOTADB, _CORRUPT = 26, 11
+
+
 def sqlite_error(check: str, exc: BaseException, doing: str, table: str | None = None) -> Finding:
-    """A SQLite error as a finding, with the hint that fits it."""
-    text = str(exc)
-    low = text.lower()
-    if "locked" in low or "busy" in low:
-        return Finding(check, "error", f"{doing}: the board is locked by another process ({text})", table=table,
-                       hint="stop the board's writers or retry with a longer --busy-timeout")
-    if "not a database" in low or "encrypted" in low:
-        return Finding(check, "error", f"{doing}: not a readable SQLite database ({text})", table=table,
+    """A SQLite error as a finding, with the hint that fits it. An error that says the check
+    could not run (locked, the machine refused a read) carries it as ``cause``."""
+    from .access import cannot_run
+
+    blocked = cannot_run(exc)
+    if blocked is not None:
+        return Finding(check, "error", f"{doing}: {blocked.reason}", table=table, hint=blocked.hint, cause=blocked)
+    code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+    if code == _NOTADB:
+        return Finding(check, "error", f"{doing}: not a readable SQLite database ({exc})", table=table,
                        hint=HINT_RECOVER)
-    if "unable to open" in low or "readonly" in low or "read-only" in low:
-        return Finding(check, "error", f"{doing}: cannot open the board read-only ({text})", table=table,
-                       hint="check the file's and the directory's permissions")
-    return Finding(check, "error", f"{doing}: {text}", table=table, hint=HINT_RECOVER)
+    return Finding(check, "error", f"{doing}: {exc}", table=table, hint=HINT_RECOVER)
 
 
 # ================================================================================================
@@ -349,8 +354,8 @@ def classify(lines: list[str], index_tables: dict[str, str]) -> list[Finding]:
     return out
 
 
-def check_integrity(conn: sqlite3.Connection, *, full: bool) -> list[Finding]:
-    pragma = "integrity_check" if full else "quick_check"
+def check_integrity(conn: sqlite3.Connection, *, quick: bool = False) -> list[Finding]:
+    pragma = "quick_check" if quick else "integrity_check"
     try:
         lines = result_lines(conn.execute(f"PRAGMA {pragma}"))
     except sqlite3.Error as exc:
@@ -374,8 +379,10 @@ def check_foreign_keys(conn: sqlite3.Connection, table: str) -> list[Finding]:
             if len(parents) < 5:
                 parents.add(parent)
     except sqlite3.Error as exc:
+        from .access import cannot_run
+
         return [Finding("integrity", "warning", f"foreign keys of {table} cannot be checked: {exc}", table=table,
-                        hint="the table refers to a table or key that does not exist")]
+                        hint="the table refers to a table or key that does not exist", cause=cannot_run(exc))]
     if not ex:
         return []
     return [Finding("integrity", "warning",
@@ -439,22 +446,29 @@ def read_stamp(conn: sqlite3.Connection, board: Schema) -> tuple[bool, str | Non
     return True, (",".join(sorted(str(r[0]) for r in rows)) if rows else None)
 
 
-def check_revision(has_table: bool, stamp: str | None, fp) -> list[Finding]:
+def check_revision(has_table: bool, stamp: str | None, fp, *, schema_at_head: bool = False) -> list[Finding]:
+    """The stamp against head. A board whose schema is at head is healthy whatever its stamp
+    says (the application never stamps; ``upgrade`` stamps without changing anything)."""
     from .. import head
 
     if fp is not None and not fp.is_kanban:
         return []
-    if not has_table or stamp is None:
+    if stamp == head.HEAD:
+        return []
+    if stamp is not None and stamp not in head.REVISIONS:
+        return [Finding("revision", "error", f"unknown revision {excerpt(stamp)}: newer than this release "
+                                             f"(head {head.HEAD}) or not a revision at all",
+                        table=VERSION_TABLE, hint=HINT_NEWER)]
+    if schema_at_head:
+        what = "not yet stamped" if stamp is None else f"stamped {stamp} though the schema is at head"
+        return [Finding("revision", "info", f"{what}; `upgrade` stamps it without changing anything",
+                        table=VERSION_TABLE)]
+    if stamp is None:
         what = "no alembic_version table" if not has_table else "alembic_version is empty"
         return [Finding("revision", "warning", f"a legacy board, never stamped ({what})", table=VERSION_TABLE,
                         hint=HINT_UPGRADE)]
-    if stamp == head.HEAD:
-        return []
-    if stamp in head.REVISIONS:
-        return [Finding("revision", "warning", f"at revision {stamp}, head is {head.HEAD}", table=VERSION_TABLE,
-                        hint=HINT_UPGRADE)]
-    return [Finding("revision", "error", f"unknown revision {stamp!r}: newer than this release (head {head.HEAD})",
-                    table=VERSION_TABLE, hint=HINT_NEWER)]
+    return [Finding("revision", "warning", f"at revision {stamp}, head is {head.HEAD}", table=VERSION_TABLE,
+                    hint=HINT_UPGRADE)]
 
 
 def user_tables(board: Schema) -> list[str]:

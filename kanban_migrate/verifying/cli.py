@@ -1,7 +1,15 @@
 """``kanban-migrate verify [DB ...]``: the click command (registered by ``kanban_migrate.cli``).
 
-Exit codes: 0 no error or warning; 1 errors or warnings found; 2 usage (a missing path, no
-boards found, options that do not fit together).
+Every board named (or found in the Hermes home) is tried, and the exit code is the worst:
+0 healthy; 1 errors or warnings found; 2 usage (a missing path, options that do not fit
+together); 4 a board could not be checked because it is locked or kept changing; 5 a board could
+not be checked because the machine refused (permissions, no room in TMPDIR for a private copy);
+70 a bug. A board that could not be checked gets one line on standard error,
+``kanban-migrate: <path>: <why> (<what to do>)``, and in ``--json`` a report with ``"ok": null``
+and ``"not_checked": {"code", "reason", "hint"}``. "No boards found" is not an error (exit 0).
+
+``--json`` prints an object when exactly one DB path is named, else a list (home discovery,
+``--all``, several paths), so that a script's parser does not depend on how many boards exist.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ import click
 
 from ..board import DEFAULT_BUSY_TIMEOUT
 from ..errors import ExitCode, KanbanMigrateError
-from .model import SEVERITIES, VerifyReport
+from .model import SEVERITIES, NotChecked, VerifyReport
 
 
 def _usage(message: str) -> None:
@@ -30,14 +38,17 @@ def _targets(dbs: tuple[str, ...], home: str | None, include_all: bool) -> list[
 
     found = discover(home, include_all=include_all)
     if not found:
-        _usage(f"no boards found under {hermes_root(home)} (pass the path of a board)")
+        click.echo(f"kanban-migrate: no boards found under {hermes_root(home)} (nothing to verify)", err=True)
     return [str(b.path) for b in found]
 
 
 @click.command("verify")
-@click.argument("dbs", metavar="[DB]...", nargs=-1, type=click.Path(dir_okay=True))
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per board (a list for several).")
-@click.option("--full", is_flag=True, help="PRAGMA integrity_check instead of quick_check (compares index contents too).")
+@click.argument("dbs", metavar="[DB]...", nargs=-1, type=click.Path(dir_okay=True, readable=False))
+@click.option("--json", "as_json", is_flag=True,
+              help="Print JSON: an object when exactly one DB is named, else a list.")
+@click.option("--quick", is_flag=True,
+              help="PRAGMA quick_check and the data checks that indexes and small tables answer (large boards, cron).")
+@click.option("--full", is_flag=True, help="The default, said explicitly: PRAGMA integrity_check and every data check.")
 @click.option("--all", "include_all", is_flag=True, help="Without DB: also archived and old per-profile boards.")
 @click.option("--home", type=click.Path(file_okay=False), default=None,
               help="Without DB: the Hermes home to look in (default: $HERMES_KANBAN_HOME, $HERMES_HOME, ~/.hermes).")
@@ -45,56 +56,57 @@ def _targets(dbs: tuple[str, ...], home: str | None, include_all: bool) -> list[
               help="Seconds to wait for a board another process holds locked.")
 @click.option("-j", "--jobs", type=click.IntRange(1), default=None,
               help="Boards verified in parallel processes (default: the core count).")
-def verify_command(dbs, as_json, full, include_all, home, busy_timeout, jobs):
+def verify_command(dbs, as_json, quick, full, include_all, home, busy_timeout, jobs):
     """Inspect boards without changing them and report findings.
 
-    Checks: file (header, size, WAL, backups), integrity (quick_check, or integrity_check with
-    --full; foreign keys), schema (against head), revision (alembic_version) and data (the kanban
-    invariants). Without DB, the boards of the Hermes home are verified.
-    Exit 0: no error or warning; 1: errors or warnings; 2: usage.
+    Checks: file (header, size, WAL, backups), integrity (integrity_check, or quick_check with
+    --quick; foreign keys), schema (against head), revision (alembic_version) and data (the
+    kanban invariants). Without DB, the boards of the Hermes home are verified.
+    Exit 0: healthy; 1: errors or warnings; 2: usage or a missing path; 4: locked, not checked;
+    5: the machine refused a read, not checked; 70: a bug.
     """
+    if quick and full:
+        _usage("--quick and --full do not go together (--full is the default)")
     paths = _targets(dbs, home, include_all)
     show = not as_json and len(paths) > 1 and sys.stderr.isatty()
     if show:
         from ..progress import progress_bar
 
         with progress_bar("verifying boards", len(paths)) as advance:
-            outcomes = _verify_all(paths, full, busy_timeout, jobs, on_done=advance)
+            reports = _verify_all(paths, quick, busy_timeout, jobs, on_done=advance)
     else:
-        outcomes = _verify_all(paths, full, busy_timeout, jobs)
-    reports: list[VerifyReport] = []
-    for outcome in outcomes:
-        if isinstance(outcome, tuple):  # only a missing path is refused; everything else is a finding
-            code, line = outcome
-            click.echo(f"kanban-migrate: {line}", err=True)
-            sys.exit(code)
-        reports.append(outcome)
+        reports = _verify_all(paths, quick, busy_timeout, jobs)
+    for r in reports:
+        if r.not_checked is not None:
+            click.echo(f"kanban-migrate: {r.path}: {r.not_checked.line()}", err=True)
     if as_json:
-        payload = reports[0].to_dict() if len(reports) == 1 else [r.to_dict() for r in reports]
+        payload = reports[0].to_dict() if len(dbs) == 1 else [r.to_dict() for r in reports]
         click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
     else:
-        render(reports)
-    sys.exit(0 if all(r.ok for r in reports) else int(ExitCode.PENDING))
+        render([r for r in reports if r.not_checked is None])
+    sys.exit(max((r.exit_code for r in reports), default=int(ExitCode.OK)))
 
 
-def _verify_one(path: str, full: bool, busy_timeout: float):
+def _verify_one(path: str, quick: bool, busy_timeout: float) -> VerifyReport:
+    """The report of one board; a refusal (a missing path) becomes a report that says why."""
     from . import verify
 
     try:
-        return verify(path, full=full, busy_timeout=busy_timeout)
+        return verify(path, quick=quick, busy_timeout=busy_timeout)
     except KanbanMigrateError as exc:
-        return (int(exc.code), exc.line())
+        return VerifyReport(path, not_checked=NotChecked(exc.code, exc.message, exc.hint))
 
 
-def _verify_all(paths: list[str], full: bool, busy_timeout: float, jobs: int | None, on_done=None) -> list:
-    """One report (or refusal) per path, in order; several boards in parallel processes."""
+def _verify_all(paths: list[str], quick: bool, busy_timeout: float, jobs: int | None,
+                on_done=None) -> list[VerifyReport]:
+    """One report per path, in order; several boards in parallel processes."""
     import os
 
     jobs = jobs or os.cpu_count() or 1
     if jobs <= 1 or len(paths) <= 1:
         out = []
         for p in paths:
-            out.append(_verify_one(p, full, busy_timeout))
+            out.append(_verify_one(p, quick, busy_timeout))
             if on_done:
                 on_done(os.path.basename(p))
         return out
@@ -102,7 +114,7 @@ def _verify_all(paths: list[str], full: bool, busy_timeout: float, jobs: int | N
 
     out: list = [None] * len(paths)
     with ProcessPoolExecutor(max_workers=min(jobs, len(paths))) as pool:
-        futures = {pool.submit(_verify_one, p, full, busy_timeout): i for i, p in enumerate(paths)}
+        futures = {pool.submit(_verify_one, p, quick, busy_timeout): i for i, p in enumerate(paths)}
         for fut in as_completed(futures):
             out[futures[fut]] = fut.result()
             if on_done:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..schema import Schema, Table, quote
-from .model import MAX_EXAMPLES, Finding
+from .model import MAX_EXAMPLES, Finding, excerpt
 
 HINT_UPGRADE = "run 'kanban-migrate upgrade' on it"
 HINT_ORPHANS = ("the rows are unreachable from the board; restore the missing tasks from a backup "
@@ -176,11 +176,22 @@ class Work:
         self._jobs: dict[str, list[Job]] = {"parse": [], "light": [], "scan": []}
         self._parsing = False
         self._closed = False
+        self._abandoned = False
 
     def put(self, jobs) -> None:
         with self._cv:
+            if self._abandoned:
+                return
             for job in jobs:
                 self._jobs[job.kind].append(job)
+            self._cv.notify_all()
+
+    def abandon(self) -> None:
+        """Drop the jobs not yet taken (the board changed: the findings would be dropped anyway)."""
+        with self._cv:
+            for jobs in self._jobs.values():
+                jobs.clear()
+            self._closed = self._abandoned = True
             self._cv.notify_all()
 
     def close(self) -> None:
@@ -227,8 +238,10 @@ class Scan:
     """One table's flags: counted over one or several rowid ranges (jobs of ``kind``, see
     :class:`Work`), then the examples."""
 
-    def __init__(self, table: str, key: str, flags: list[Flag], rowid: str | None, kind: str = "scan"):
+    def __init__(self, table: str, key: str, flags: list[Flag], rowid: str | None, kind: str = "scan",
+                 scope: str | None = None):
         self.table, self.key, self.flags, self.rowid, self.kind = table, key, flags, rowid, kind
+        self.scope = scope  # a condition an index answers: only these rows are looked at
         self.findings: list[Finding] = []
         self.by_flag: dict[int, Finding] = {}  # flag index -> its finding
         self._lock = threading.Lock()
@@ -244,6 +257,8 @@ class Scan:
             cols.append(f"sum(CASE WHEN {f.expr} THEN 1 ELSE 0 END)")
             cols.append(f"min(CASE WHEN {f.expr} THEN {self.rowid} END)" if self.rowid else "NULL")
         where = " OR ".join(f.expr for f in self.flags)
+        if self.scope:
+            where = f"({self.scope}) AND ({where})"
         if ranged:
             where = f"{self.rowid} BETWEEN ? AND ? AND ({where})"
         return f"SELECT {', '.join(cols)} FROM {quote(self.table)} WHERE {where}"
@@ -260,7 +275,7 @@ class Scan:
     def _ranges(self, conn) -> list:
         """Closed rowid ranges that cover every possible rowid, about CHUNK_ROWS rowids each."""
         size = CHUNK_ROWS.get(self.table)
-        if conn is None or size is None or self.rowid is None:
+        if conn is None or size is None or self.rowid is None or self.scope:
             return [None]
         try:
             t = quote(self.table)  # two subqueries: each is one b-tree descent (together they scan)
@@ -313,8 +328,10 @@ class Scan:
             if not n:
                 continue
             where, params = f.expr, ()
+            if self.scope:
+                where = f"({self.scope}) AND ({where})"
             if self.rowid and first is not None:
-                where, params = f"{self.rowid} >= ? AND ({f.expr})", (first,)
+                where, params = f"{self.rowid} >= ? AND ({where})", (first,)
             try:
                 examples = [r[0] for r in conn.execute(
                     f"SELECT {self.key} FROM {t} WHERE {where} LIMIT {MAX_EXAMPLES}", params)]
@@ -337,8 +354,10 @@ class Scan:
 
 
 def _stopped(table: str, exc: Exception) -> Finding:
+    from .access import cannot_run
+
     return Finding("data", "error", f"the scan of {table} stopped: {exc}", table=table,
-                   hint="see the integrity findings; run 'kanban-migrate recover' on it")
+                   hint="see the integrity findings; run 'kanban-migrate recover' on it", cause=cannot_run(exc))
 
 
 def _key(board: Schema, table: str) -> str:
@@ -381,64 +400,123 @@ def _json_flag(column: str) -> Flag:
                 hint="the application cannot read these values; fix or clear them")
 
 
-def _value_flag(column: str, allowed, *, nullable: bool, what: str) -> Flag:
-    c = quote(column)
-    expr = f"NOT {_in_set(c, allowed)}"
-    expr = f"({c} IS NOT NULL AND {expr})" if nullable else f"({c} IS NULL OR {expr})"
-    return Flag(expr, "warning", "{n} row(s) of {table} with an unknown " + what + " ({values})",
-                hint="a newer application or a fork wrote them, or the rows are damaged; "
-                     "check them before the board is used by this release",
-                value=c)
+class Vocabulary:
+    """Values of an open vocabulary (spec section 3: the application adds values over time) that
+    this release does not list: ``info``, never damage, never a reason for ``ok: false``. One
+    GROUP BY over the column, which an index on it answers; memory stays flat (the groups stream)."""
+
+    def __init__(self, board: Schema, table: str, column: str, known, *, nullable: bool, what: str):
+        self.table, self.column, self.known, self.nullable, self.what = table, column, frozenset(known), nullable, what
+        self.key = _key(board, table)
+        self.name = f"values {table}.{column}"
+        self.findings: list[Finding] = []
+
+    def run(self, conn: sqlite3.Connection) -> None:
+        try:
+            self.findings = self._run(conn)
+        except sqlite3.Error as exc:
+            self.findings = [_stopped(self.table, exc)]
+
+    def _run(self, conn: sqlite3.Connection) -> list[Finding]:
+        c, t = quote(self.column), quote(self.table)
+        total, shown, null = 0, [], False
+        for value, n in conn.execute(f"SELECT {c}, count(*) FROM {t} GROUP BY {c}"):
+            if (value in self.known) if isinstance(value, str) else (value is None and self.nullable):
+                continue
+            total += n
+            null |= value is None
+            if len(shown) < 5:
+                shown.append((value, n))
+        if not total:
+            return []
+        listed = [v for v, _ in shown if v is not None]
+        where = " OR ".join(x for x in (f"{c} IN ({', '.join('?' * len(listed))})" if listed else None,
+                                          f"{c} IS NULL" if null else None) if x)
+        examples = [r[0] for r in conn.execute(f"SELECT {self.key} FROM {t} WHERE {where} LIMIT {MAX_EXAMPLES}",
+                                               listed)]
+        values = ", ".join(f"{excerpt(v)} x{n}" for v, n in shown)
+        return [Finding("data", "info", f"{total} row(s) of {self.table} with a {self.what} this release does not "
+                                        f"list ({values}): the application adds values over time; not damage",
+                        table=self.table, count=total, examples=examples)]
 
 
-def table_flags(board: Schema, table: str) -> list[Flag]:
+#: The open vocabularies (table, column, known values, NULL allowed, what the message calls them).
+def vocabularies(board: Schema) -> list[Vocabulary]:
+    from .. import head
+
+    out = []
+    for table, column, known, nullable, what in (
+            ("tasks", "status", head.TASK_STATUSES, False, "status"),
+            ("task_runs", "status", head.RUN_STATUSES, False, "run status"),
+            ("task_runs", "outcome", head.RUN_OUTCOMES, True, "run outcome"),
+            ("kanban_notify_subs", "delivery_mode", head.DELIVERY_MODES, False, "delivery mode")):
+        if board.has_table(table) and board.has_column(table, column):
+            out.append(Vocabulary(board, table, column, known, nullable=nullable, what=what))
+    return out
+
+
+def table_flags(board: Schema, table: str, *, stamped: bool = True) -> list[Flag]:
     """The flags that fit ``table`` as this board has it (spec section 3), but the NUL search
-    (see :func:`plan`)."""
+    (see :func:`plan`) and the vocabularies (:func:`vocabularies`)."""
     from .. import head
 
     has = board.has_column
     flags: list[Flag | None] = []
     if table == "tasks":
-        if has("tasks", "status"):
-            flags.append(_value_flag("status", head.TASK_STATUSES, nullable=False, what="status"))
         if has("tasks", "skills"):
             flags.append(_json_flag("skills"))
-        if has("tasks", "id") and has("tasks", "current_run_id"):
-            cr = '"tasks"."current_run_id"'
-            if board.has_table("task_runs") and has("task_runs", "task_id") and has("task_runs", "id"):
-                owner = 'SELECT 1 FROM "task_runs" AS r WHERE r."id" = ' + cr + ' AND r."task_id" IS NOT NULL'
-                flags.append(Flag(f"({cr} IS NOT NULL AND NOT EXISTS ({owner}))", "error",
-                                  "{n} task(s) whose current_run_id names a run that does not exist",
-                                  hint=HINT_CURRENT_RUN))
-                flags.append(Flag(f'({cr} IS NOT NULL AND EXISTS ({owner} AND r."task_id" IS NOT "tasks"."id"))',
-                                  "error", "{n} task(s) whose current_run_id names another task's run",
-                                  hint=HINT_CURRENT_RUN))
-            if has("tasks", "status"):
-                flags.append(Flag(f"(status = 'running' AND {cr} IS NULL)", "warning",
-                                  "{n} running task(s) without a run (current_run_id is NULL)",
-                                  hint="on a board not yet at head, 'kanban-migrate upgrade' creates their runs; "
-                                       "at head, set them back to 'ready' so that they are claimed again"))
+        flags.extend(run_flags(board, stamped=stamped))
     elif table == "task_events":
         if has("task_events", "kind"):
             old = head.EVENT_KIND_RENAMES
-            flags.append(Flag(_in_set("kind", old), "warning",
+            flags.append(Flag(_in_set("kind", old), "info",
                               "{n} event(s) of {table} with a kind the upgrade renames ({values})",
                               hint=HINT_UPGRADE + " (it renames " +
                                    ", ".join(f"{a} -> {b}" for a, b in old.items()) + ")", value="kind"))
         if has("task_events", "payload"):
             flags.append(_json_flag("payload"))
     elif table == "task_runs":
-        if has("task_runs", "status"):
-            flags.append(_value_flag("status", head.RUN_STATUSES, nullable=False, what="run status"))
-        if has("task_runs", "outcome"):
-            flags.append(_value_flag("outcome", head.RUN_OUTCOMES, nullable=True, what="run outcome"))
         if has("task_runs", "metadata"):
             flags.append(_json_flag("metadata"))
-    elif table == "kanban_notify_subs":
-        if has("kanban_notify_subs", "delivery_mode"):
-            flags.append(_value_flag("delivery_mode", head.DELIVERY_MODES, nullable=False, what="delivery mode"))
     return [f for f in flags if f is not None]
 
+
+def run_flags(board: Schema, *, stamped: bool = True) -> list[Flag]:
+    """The flags of a task's current run: it exists, it is the task's own, a running task has one.
+    A running task without a run is normal on a board the application took to head by itself from
+    an era before runs (it never backfills them): on a board never stamped, ``info`` (``upgrade``
+    creates the runs); on a stamped one, something wrote it after the upgrade: a warning."""
+    has = board.has_column
+    flags = []
+    if has("tasks", "id") and has("tasks", "current_run_id"):
+        cr = '"tasks"."current_run_id"'
+        if board.has_table("task_runs") and has("task_runs", "task_id") and has("task_runs", "id"):
+            owner = 'SELECT 1 FROM "task_runs" AS r WHERE r."id" = ' + cr + ' AND r."task_id" IS NOT NULL'
+            flags.append(Flag(f"({cr} IS NOT NULL AND NOT EXISTS ({owner}))", "error",
+                              "{n} task(s) whose current_run_id names a run that does not exist",
+                              hint=HINT_CURRENT_RUN))
+            flags.append(Flag(f'({cr} IS NOT NULL AND EXISTS ({owner} AND r."task_id" IS NOT "tasks"."id"))',
+                              "error", "{n} task(s) whose current_run_id names another task's run",
+                              hint=HINT_CURRENT_RUN))
+        if has("tasks", "status"):
+            if stamped:
+                flags.append(Flag(f"(status = 'running' AND {cr} IS NULL)", "warning",
+                                  "{n} running task(s) without a run (current_run_id is NULL)",
+                                  hint="set them back to 'ready' so that they are claimed again"))
+            else:
+                flags.append(Flag(f"(status = 'running' AND {cr} IS NULL)", "info",
+                                  "{n} running task(s) without a run (current_run_id is NULL), as boards from "
+                                  "before runs keep them", hint=HINT_UPGRADE + " (it creates their runs)"))
+    return flags
+
+
+#: Tables of many long rows (bodies, payloads): ``quick`` reads only the status index of tasks (the
+#: status vocabulary, the runs of running tasks). Their references to tasks are answerable from
+#: indexes too, but walking the two biggest indexes (one entry per event) would cost a third of
+#: ``quick_check`` again: the thorough default checks them.
+CONTENT_TABLES = frozenset({"tasks", "task_events", "task_comments"})
+#: The rows of tasks ``quick`` looks at (through idx_tasks_status): the running ones.
+QUICK_TASKS = "status = 'running'"
 
 #: Tables whose pass is a "scan" job though they hold JSON: long rows (read from overflow pages
 #: into allocated buffers, printf on long text), a little JSON. Other tables with JSON: "parse";
@@ -459,9 +537,12 @@ class Plan:
     followups: list = field(default_factory=list)
 
 
-def plan(board: Schema, conn: sqlite3.Connection | None = None) -> Plan:
+def plan(board: Schema, conn: sqlite3.Connection | None = None, *, quick: bool = False,
+         stamped: bool = True) -> Plan:
     """The data checks that fit the tables and columns this board has. With ``conn``, big
-    tables are cut into rowid ranges (read from it).
+    tables are cut into rowid ranges (read from it). ``quick``: the checks that the status index
+    and the small tables answer (nothing of :data:`CONTENT_TABLES` beyond that). ``stamped``: the board has an
+    ``alembic_version`` stamp (see :func:`run_flags`).
 
     The task column of a child table is not searched for NUL bytes row by row: a task id with a
     NUL names no task, unless tasks.id holds the same NUL. So the referential check (which
@@ -478,14 +559,26 @@ def plan(board: Schema, conn: sqlite3.Connection | None = None) -> Plan:
         children = [(t, c) for t, c in head.TASK_CHILDREN.items() if t in tables and has(t, c)]
         children += [("task_links", c) for c in ("parent_id", "child_id") if "task_links" in tables and has("task_links", c)]
         for table, column in children:
+            if quick and table in CONTENT_TABLES:
+                continue
             unit = Orphans(board, table, column, nul=column in text_columns(board, table))
             references.setdefault(table, []).append(unit)
+
+    for unit in vocabularies(board):
+        p.units.append(unit)
+        p.jobs.append(Job(unit.name, unit.run, 5, "light"))
 
     scans: dict[str, tuple[Scan | None, Flag | None]] = {}
     for table, cost in SCANNED.items():
         if table not in tables:
             continue
-        flags = table_flags(board, table)
+        if quick and table in CONTENT_TABLES:
+            if table == "tasks" and has("tasks", "status") and (flags := run_flags(board, stamped=stamped)):
+                scan = Scan(table, _key(board, table), flags, rowid_name(tables[table]), "light", scope=QUICK_TASKS)
+                p.units.append(scan)
+                p.jobs.extend(scan.jobs(conn, 5))
+            continue
+        flags = table_flags(board, table, stamped=stamped)
         searched = tuple(u.column for u in references.get(table, ()) if u.nul)
         nul = _nul_flag(board, table, skip=JSON_COLUMNS.get(table, ()) + searched)
         if nul is not None:
@@ -501,7 +594,7 @@ def plan(board: Schema, conn: sqlite3.Connection | None = None) -> Plan:
 
     tasks_scan, tasks_nul = scans.get("tasks", (None, None))
     for table, units in references.items():
-        if any(u.nul for u in units):
+        if any(u.nul for u in units) and not (quick and table in CONTENT_TABLES):
             scan, nul = scans.get(table, (None, None))
             full = _nul_flag(board, table, skip=JSON_COLUMNS.get(table, ()))
             recount = NulRecount(scan, nul, Scan(table, _key(board, table), [full], rowid_name(tables[table])),

@@ -21,6 +21,9 @@ class Finding:
     hint: str | None = None
     count: int | None = None
     examples: list[Any] = field(default_factory=list)
+    #: Set when the finding only says that a check could not run (the board was locked, the
+    #: machine refused a read): the report then says "not checked" instead of listing it.
+    cause: NotChecked | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
@@ -40,6 +43,13 @@ class Finding:
         }
 
 
+def excerpt(value: Any, limit: int = 40) -> str:
+    """A short, printable excerpt of a value the file supplied (never the whole of a huge one)."""
+    if isinstance(value, (str, bytes)) and len(value) > limit:
+        return repr(value[:limit]) + f" (… {len(value)} in all)"
+    return repr(value)
+
+
 def _jsonable(value: Any) -> Any:
     if value is None or isinstance(value, (int, float, str, bool)):
         return value
@@ -48,17 +58,40 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+class NotChecked(Exception):
+    """Why a board could not be checked: it was locked or kept changing (exit 4), the machine
+    refused a read or the room for a private copy (exit 5), or the path does not exist (exit 2).
+    Never a statement about the board's health."""
+
+    def __init__(self, code: int, reason: str, hint: str | None = None):
+        super().__init__(reason)
+        self.code, self.reason, self.hint = int(code), reason, hint
+
+    def __reduce__(self):  # pickled between the processes of ``verify --jobs``
+        return (type(self), (self.code, self.reason, self.hint))
+
+    def line(self) -> str:
+        return self.reason + (f" ({self.hint})" if self.hint else "")
+
+    def to_dict(self) -> dict:
+        return {"code": self.code, "reason": self.reason, "hint": self.hint}
+
+
 @dataclass
 class VerifyReport:
-    """The result of verifying one board. ``ok``: no error and no warning."""
+    """The result of verifying one board. ``ok``: no error and no warning; None when the board
+    could not be checked (``not_checked`` says why; nothing is known about its health)."""
 
     path: str
     shape: str | None = None
     revision: str | None = None
     findings: list[Finding] = field(default_factory=list)
+    not_checked: NotChecked | None = None
 
     @property
-    def ok(self) -> bool:
+    def ok(self) -> bool | None:
+        if self.not_checked is not None:
+            return None
         return not any(f.severity in ("error", "warning") for f in self.findings)
 
     @property
@@ -75,6 +108,9 @@ class VerifyReport:
 
     @property
     def exit_code(self) -> int:
+        """0 healthy, 1 errors or warnings, else the ``not_checked`` code (2, 4 or 5)."""
+        if self.not_checked is not None:
+            return self.not_checked.code
         return 0 if self.ok else 1
 
     def by_check(self, check: str) -> list[Finding]:
@@ -91,6 +127,7 @@ class VerifyReport:
             "shape": self.shape,
             "revision": self.revision,
             "findings": [f.to_dict() for f in self.findings],
+            "not_checked": self.not_checked.to_dict() if self.not_checked else None,
         }
 
 
