@@ -89,7 +89,7 @@ def _upgrade(path: Path) -> None:
         return
     from alembic import command
 
-    from kanban_migrate.migration import make_config, make_engine
+    from kanban_migrate.upgrading.chain import make_config, make_engine
 
     eng = make_engine(path)
     with eng.connect() as c:

@@ -7,6 +7,7 @@ The Python API (the CLI is a thin layer over it)::
     kanban_migrate.upgrade_all()                       # every board of the Hermes home
     kanban_migrate.verify("~/.hermes/kanban.db")       # -> VerifyReport
     kanban_migrate.recover("~/.hermes/kanban.db")      # -> RecoverReport
+    kanban_migrate.restore("~/.hermes/kanban.db")      # undo: the newest backup back -> RestoreResult
     kanban_migrate.ensure_head("~/.hermes/kanban.db")  # on every connect: 'current', 'stamped', ...
 
 Attributes are imported lazily so that ``import kanban_migrate`` stays cheap.
@@ -27,6 +28,7 @@ _LAZY = {
     "StatusResult": ("kanban_migrate.upgrading.result", "StatusResult"),
     "verify": ("kanban_migrate.verifying", "verify"),
     "recover": ("kanban_migrate.recovering", "recover"),
+    "restore": ("kanban_migrate.restore", "restore"),
     "discover": ("kanban_migrate.home", "discover"),
     "ExitCode": ("kanban_migrate.errors", "ExitCode"),
     "KanbanMigrateError": ("kanban_migrate.errors", "KanbanMigrateError"),

@@ -18,7 +18,7 @@ from pathlib import Path
 KEEP = 5
 #: Quarantine copies (``*.corrupt.*.bak``) kept per board, as the application keeps at most 10.
 QUARANTINE_KEEP = 10
-KINDS = ("pre-upgrade", "corrupt")
+KINDS = ("pre-upgrade", "corrupt", "pre-restore")  # pre-restore: kanban_migrate.restore
 
 
 @dataclass(frozen=True)

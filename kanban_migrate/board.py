@@ -14,7 +14,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import BoardBusy, CorruptBoard, EnvironmentFailure, MissingBoard, NotABoard, Refused
+from .errors import BoardBusy, CorruptBoard, EnvironmentFailure, MissingBoard, NotABoard, Refused, Undecodable, Unreadable
 from .recovering.swapjournal import pending
 
 MAGIC = b"SQLite format 3\x00"
@@ -130,7 +130,7 @@ def _unreadable(exc: OSError, shown: str) -> Exception:
             "run as the board's owner or give this user read access; nothing was changed",
             path=shown,
         )
-    return NotABoard(f"cannot read: {exc.strerror}", "check the path and its permissions", path=shown)
+    return Unreadable(f"cannot read: {exc.strerror}", "check the path and its permissions", path=shown)
 
 
 def check_sidecars(resolved: Path, shown: str) -> None:
@@ -434,7 +434,7 @@ def translate(exc: sqlite3.Error, path: str) -> Exception:
             path=path,
         )
     if primary == 26 or "not a database" in low or "file is encrypted" in low:
-        return NotABoard(
+        return Undecodable(
             f"not a readable SQLite database ({text})",
             "run 'kanban-migrate recover' on it if it was a board",
             path=path,

@@ -59,6 +59,14 @@ class NotABoard(Refused):
     """Not SQLite, not a kanban board, empty, a directory..."""
 
 
+class Unreadable(NotABoard):
+    """The file cannot be read or opened now (permissions, an OS error): no verdict on its content."""
+
+
+class Undecodable(NotABoard):
+    """The header says SQLite but SQLite cannot read the file: damage, not a foreign file."""
+
+
 class CorruptBoard(Refused):
     pass
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9\-_]{0,63}$")
-BACKUP_PATTERNS = ("*.corrupt.*.bak", "*.pre-upgrade.*.bak")
+BACKUP_PATTERNS = ("*.corrupt.*.bak", "*.pre-upgrade.*.bak", "*.pre-restore.*.bak")
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ import corruption as C
 from support import dir_state, sha256
 from kanban_migrate import fixtures as fx
 from kanban_migrate import fleet
+from kanban_migrate.cli import render
 from kanban_migrate.backup import list_backups
 
 SHAPES = list(fx.shapes())
@@ -96,7 +97,7 @@ def pristine_home(board_cache, head_board, tmp_path_factory):
         dest.parent.mkdir(parents=True, exist_ok=True)
         if rel in AT_HEAD:
             shutil.copyfile(head_board, dest)
-            expected[rel] = (kind, name, "ok", "ok")
+            expected[rel] = (kind, name, "unchecked", "ok")  # integrity is checked only with --check
         else:
             shutil.copyfile(board_cache(shape, TASKS, 1 + n % 3), dest)
             expected[rel] = (kind, name, "needs-upgrade", "needs-upgrade")
@@ -210,21 +211,17 @@ def test_boards_plain_text_when_piped(home):
     assert lines[0].split() == ["kind", "name", "shape", "revision", "size", "health", "path"]
     assert "\x1b[" not in proc.stdout  # no colours when piped
     assert len(lines) == 1 + len(expected) + 2 + 1  # header, boards, two backups, summary
-    assert lines[-1] == "50 board(s): 1 damaged, 47 needs-upgrade, 2 ok; 2 backup(s)"
+    assert lines[-1] == ("50 board(s): 1 damaged, 47 needs-upgrade, 2 unchecked; 2 backup(s); "
+                         "--check runs PRAGMA quick_check on each")
     row = next(line for line in lines if line.endswith(f"{home}/{CORRUPT_SCHEMA}"))
     assert row.split()[:2] == ["archived", "old-03-1777000300"] and " damaged " in row
 
 
-def test_boards_rich_table_on_a_terminal(home):
+def test_boards_table_on_a_terminal(home):
     home, _ = home
     items = fleet.boards(home)
-    import io
-
-    buf = io.StringIO()
-    fleet.render("boards", ["kind", "name", "shape", "revision", "size", "health", "path"],
-                 fleet.board_rows(items, styled=True, root=home), tty=True, file=buf)
-    out = buf.getvalue()
-    assert "\x1b[" in out and "needs-upgrade" in out and "proj-07" in out and "─" in out
+    out = render.table(render.BOARD_HEADER, render.board_rows(items), width=120, styles=render.board_styles())
+    assert "\x1b[33mneeds-upgrade" in out and "proj-07" in out
 
 
 def test_boards_api_pinned_file_and_odd_files(tmp_path, board_cache, head_board, monkeypatch):
@@ -309,12 +306,12 @@ def test_upgrade_all_upgrades_the_healthy_and_refuses_the_damaged(upgraded):
         assert "damaged" in line or "quick_check" in line
     # One summary table: a header, one row per board, one count line.
     out = first.stdout.splitlines()
-    assert [line.split()[:4] for line in out].count(["board", "shape", "revision", "result"]) == 1
+    assert [line.split() for line in out].count(["shape", "revision", "result", "board"]) == 1
     assert sum(1 for line in out if "board(s):" in line) == 1
     assert out[-1] == "50 board(s): 2 current, 2 refused, 46 upgraded"
     assert len(out) == 1 + 50 + 1
     for rel in expected:
-        assert sum(1 for line in out if line.startswith(f"{home}/{rel} ")) == 1, rel
+        assert sum(1 for line in out if line.endswith(f" {home}/{rel}")) == 1, rel
     # The damaged boards are untouched, with no backup and no sidecar.
     for rel, digest in corrupt.items():
         assert sha256(home / rel) == digest
@@ -322,7 +319,7 @@ def test_upgrade_all_upgrades_the_healthy_and_refuses_the_damaged(upgraded):
     # Every other board is at head now.
     items = {str(Path(b["path"]).relative_to(home)): b for b in listed(home) if b["kind"] != "backup"}
     for rel, b in items.items():
-        want = "ok" if rel not in corrupt else expected[rel][2]
+        want = "unchecked" if rel not in corrupt else expected[rel][2]
         assert b["health"] == want, rel
     checked = {str(Path(b["path"]).relative_to(home)): b["health"] for b in listed(home, "--check")}
     assert checked[CORRUPT_INTERIOR] == checked[CORRUPT_SCHEMA] == "damaged"

@@ -19,7 +19,7 @@ def upgrade(path: Path) -> None:
         return
     from alembic import command  # pragma: no cover
 
-    from kanban_migrate.migration import make_config, make_engine  # pragma: no cover
+    from kanban_migrate.upgrading.chain import make_config, make_engine  # pragma: no cover
 
     eng = make_engine(path)  # pragma: no cover
     with eng.connect() as c:  # pragma: no cover

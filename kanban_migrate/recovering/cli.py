@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -53,7 +52,9 @@ def recover_command(db, output, dump, include_freelist, time_limit, workdir, kee
                          workdir=workdir, keep_workdir=keep_workdir, busy_timeout=busy_timeout,
                          assume_idle=assume_idle)
     if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+        from ..cli.rules import json_text
+
+        click.echo(json_text([report.to_dict()], one=True))  # the JSON rule: one DB, one object; paths absolute
     else:
         click.echo("\n".join(report.lines()))
     sys.exit(report.code)

@@ -32,10 +32,10 @@ from .api import (
     upgrade_all,
     upgrade_many,
 )
-from .result import StatusResult, UpgradeResult, table
+from .result import StatusResult, UpgradeResult
 
 __all__ = [
     "HEAD", "HEAD_INDEXES", "HEAD_NAMES", "REVISIONS", "StatusResult", "UpgradeResult", "is_current",
-    "mismatch_note", "missing_at", "missing_at_head", "pending_after", "status", "table", "upgrade",
+    "mismatch_note", "missing_at", "missing_at_head", "pending_after", "status", "upgrade",
     "upgrade_all", "upgrade_many",
 ]

@@ -231,7 +231,8 @@ def upgrade(
     _check_known(revision, shown)
     if writing and bf.size:
         preflight(bf, shown, backup)
-    check = QuickCheck(bf, busy_timeout, trace) if writing and bf.size else None
+    # --dry-run/--check predict: they run the same quick_check, so a board upgrade would refuse is refused
+    check = QuickCheck(bf, busy_timeout, trace) if not sql and bf.size else None
     fp = snap = None
     objects: list = []
     try:
@@ -265,6 +266,8 @@ def upgrade(
     if sql:
         result.sql = _offline_sql(bf, None if missing else revision)
     if dry_run or sql:
+        if check is not None:
+            check.result()
         result.seconds = time.perf_counter() - started
         return result
     apply(bf, result, check, missing=missing, backup=backup, busy_timeout=busy_timeout, trace=trace,

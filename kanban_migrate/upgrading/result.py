@@ -1,7 +1,7 @@
-"""Plain result objects of ``upgrade`` and ``status``, and their text forms.
+"""Plain result objects of ``upgrade`` and ``status``.
 
-Its own piece because it is standard library only: the no-op fast path prints these without
-importing SQLAlchemy or Alembic, and the CLI renders them without knowing how an upgrade runs."""
+Its own piece because it is standard library only: the no-op fast path builds these without
+importing SQLAlchemy or Alembic. Their text forms are in :mod:`kanban_migrate.cli.render`."""
 
 from __future__ import annotations
 
@@ -39,24 +39,6 @@ class UpgradeResult:
                 del d[key]
         return d
 
-    def line(self) -> str:
-        """One line for people."""
-        before = self.revision_before or "unstamped"
-        shape = f" [{self.shape}]" if self.shape else ""
-        note = f" ({self.note})" if self.note else ""
-        if self.status == "current":
-            return f"{self.path}: at head ({self.revision_after}), nothing to do{note}"
-        if self.status == "pending":
-            return (f"{self.path}: {before}{shape} -> {self.pending[-1] if self.pending else '?'}: "
-                    f"would apply {' '.join(self.pending)}{note}")
-        if self.status in ("upgraded", "created"):
-            what = "created at head" if self.status == "created" else f"{before}{shape} -> {self.revision_after}"
-            applied = f", applied {' '.join(self.applied)}" if self.applied else ""
-            backup = f"; backup {self.backup}" if self.backup else ""
-            return f"{self.path}: {what}{applied} in {self.seconds:.2f} s{backup}{note}"
-        hint = f" ({self.hint})" if self.hint else ""
-        return f"{self.path}: {self.message}{hint}"
-
 
 @dataclass
 class StatusResult:
@@ -74,18 +56,3 @@ class StatusResult:
             del d["note"]
         return d
 
-
-def table(results: list[UpgradeResult]) -> str:
-    """A summary table of several boards, aligned plain text."""
-    rows = [("board", "shape", "revision", "result")]
-    for r in results:
-        rev = f"{r.revision_before or '-'} -> {r.revision_after or '-'}"
-        result = r.status if r.ok else f"{r.status}: {r.message}"
-        rows.append((r.path, r.shape or "-", rev, result))
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths)) + "  " + row[3] for row in rows]
-    counts: dict[str, int] = {}
-    for r in results:
-        counts[r.status] = counts.get(r.status, 0) + 1
-    lines.append(f"{len(results)} board(s): " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
-    return "\n".join(lines)

@@ -294,6 +294,7 @@ def apply(bf: _board.BoardFile, result: UpgradeResult, check: QuickCheck, *, mis
 
         prune(bf.path, kind="pre-upgrade")
     result.applied = applied
+    result.pending = []  # done: nothing is pending any more
     if not applied:  # another process took the board to head meanwhile
         result.status, result.revision_after, result.code = "current", HEAD, 0
         result.note = "already at head: another process upgraded it while this one waited"
