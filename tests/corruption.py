@@ -187,3 +187,47 @@ def repeated_leaf(src: Path, dest: Path, table: str, size: int, rng: random.Rand
         for _ in range(size // ps):
             fh.write(page)
     return pg
+
+
+def overflow_chains(path: Path, table: str) -> dict[int, list[int]]:
+    """{rowid: overflow pages in chain order} of the rowid table's cells that spill to overflow."""
+    from kanban_migrate.salvage.fileformat import local_payload_size, max_local, read_varint
+
+    data = Path(path).read_bytes()
+    ps = page_size(path)
+    usable = ps - data[20]
+    out: dict[int, list[int]] = {}
+    for pg, kind in btree_pages(path, root_of(path, table)).items():
+        if kind != 0x0D:
+            continue
+        page = _page(data, pg, ps)
+        off = 100 if pg == 1 else 0
+        ncells = struct.unpack(">H", page[off + 3: off + 5])[0]
+        for i in range(ncells):
+            ptr = struct.unpack(">H", page[off + 8 + 2 * i: off + 10 + 2 * i])[0]
+            plen, p = read_varint(page, ptr)
+            rowid, p = read_varint(page, p)
+            if plen <= max_local(usable, True):
+                continue
+            local = local_payload_size(plen, usable, True)
+            chain, nxt = [], struct.unpack(">I", page[p + local: p + local + 4])[0]
+            while nxt:
+                chain.append(nxt)
+                nxt = struct.unpack(">I", _page(data, nxt, ps)[:4])[0]
+            out[rowid] = chain
+    return out
+
+
+def garble_overflow_chains(path: Path, table: str, rng: random.Random, count: int = 3,
+                           at: int = 1, rowids=None) -> dict[int, list[int]]:
+    """Overwrite, for ``count`` rows of ``table`` whose overflow chain has more than ``at``
+    pages, the chain's page number ``at`` (0 = first) with garbage whose next-page pointer leads
+    out of the file: those rows keep their local part and the chain pages before ``at``.
+    ``rowids``: choose among these rows only. Returns {rowid: chain} of the rows hit."""
+    chains = {r: c for r, c in overflow_chains(path, table).items()
+              if len(c) > at and (rowids is None or r in rowids)}
+    hit = dict(sorted(rng.sample(sorted(chains.items()), min(count, len(chains)))))
+    ps = page_size(path)
+    for chain in hit.values():
+        write_page(path, chain[at], struct.pack(">I", 0xFFFFFFF0 - rng.randrange(1000)) + rng.randbytes(ps - 4))
+    return hit

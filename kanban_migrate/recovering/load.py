@@ -156,14 +156,15 @@ def _rows(conn, result, name: str, t, have: list[str], tr: TableReport, lost: _L
     done = copy_sound_rows(result, name, conn, cols, use_rowid) if cols else 0
     names = (["_rowid_"] if use_rowid else []) + [quote_ident(c) for c in cols]
     sql = f"INSERT INTO {quote_ident(name)} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+    key_at = _key_column(name, t.columns)
     chunk: list = []
     for row in t.rows:
         chunk.append(row)
         if len(chunk) >= BATCH:
-            done += _batch(conn, sql, name, chunk, idx, use_rowid, tr, lost, report)
+            done += _batch(conn, sql, name, chunk, idx, use_rowid, tr, lost, report, key_at)
             chunk = []
     if chunk:
-        done += _batch(conn, sql, name, chunk, idx, use_rowid, tr, lost, report)
+        done += _batch(conn, sql, name, chunk, idx, use_rowid, tr, lost, report, key_at)
     tr.recovered = done
     return done
 
@@ -174,19 +175,26 @@ def _values(row, idx, use_rowid):
     return ([row.rowid] if use_rowid else []) + picked
 
 
-def _batch(conn, sql, name, chunk, idx, use_rowid, tr: TableReport, lost: _Lost, report: RecoverReport) -> int:
-    for row in chunk:
-        if getattr(row, "partial", False):
-            report.partial_count += 1
-            if len(report.partial_rows) < PARTIAL_LISTED:
-                key = row.rowid if row.rowid is not None else (tuple(row.values)[:1] or (None,))[0]
-                report.partial_rows.append({"table": name, "key": readable(key),
-                                            "columns": list(getattr(row, "partial_columns", None) or [])})
+def _key_column(name: str, columns: list[str]) -> int | None:
+    """Where a row's key is among ``columns``: head's one-column primary key of the table (the
+    key people know, e.g. a task's id), else None (the rowid is the key)."""
+    from .. import head
+
+    table = head.metadata.tables.get(name)
+    pk = [c.name.lower() for c in table.primary_key.columns] if table is not None else []
+    low = [c.lower() for c in columns]
+    return low.index(pk[0]) if len(pk) == 1 and pk[0] in low else None
+
+
+def _batch(conn, sql, name, chunk, idx, use_rowid, tr: TableReport, lost: _Lost, report: RecoverReport,
+           key_at: int | None = None) -> int:
     values = [_values(row, idx, use_rowid) for row in chunk]
     conn.execute("SAVEPOINT batch")
     try:
         conn.executemany(sql, values)
         conn.execute("RELEASE batch")
+        for row in chunk:
+            _note_partial(row, name, report, key_at)
         return len(chunk)
     except ROW_ERRORS:
         conn.execute("ROLLBACK TO batch")
@@ -196,10 +204,27 @@ def _batch(conn, sql, name, chunk, idx, use_rowid, tr: TableReport, lost: _Lost,
         try:
             conn.execute(sql, vals)
             done += 1
+            _note_partial(row, name, report, key_at)
         except ROW_ERRORS as exc:
+            # e.g. a partial row whose NOT NULL column was cut to NULL: that row only goes aside
             tr.rejected += 1
             lost.add(row.page, row.rowid, row.source, f"rejected by {name}: {exc}", name, row.values)
     return done
+
+
+def _note_partial(row, name: str, report: RecoverReport, key_at: int | None = None) -> None:
+    """A row kept with only its readable part (a broken overflow chain) is listed in the report,
+    once it is in its table (a row the table refused is in lost_and_found instead)."""
+    if getattr(row, "partial", False):
+        report.partial_count += 1
+        if len(report.partial_rows) < PARTIAL_LISTED:
+            values = tuple(row.values)
+            if key_at is not None and key_at < len(values) and values[key_at] is not None:
+                key = values[key_at]
+            else:
+                key = row.rowid if row.rowid is not None else (values[:1] or (None,))[0]
+            report.partial_rows.append({"table": name, "key": readable(key),
+                                        "columns": list(getattr(row, "partial_columns", None) or [])})
 
 
 def _indexes(conn, result, created: dict[str, list[str]], report: RecoverReport) -> None:

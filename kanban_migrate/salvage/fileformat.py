@@ -12,6 +12,7 @@ Reference: https://www.sqlite.org/fileformat2.html
 """
 from __future__ import annotations
 
+import codecs
 import struct
 from dataclasses import dataclass, field
 
@@ -23,7 +24,7 @@ __all__ = [
     "record_serial_types", "pending_byte_page", "RecordError",
     "PAGE_TABLE_LEAF", "PAGE_TABLE_INTERIOR", "PAGE_INDEX_LEAF", "PAGE_INDEX_INTERIOR",
     "freeblocks", "BTREE_PAGE_TYPES", "PTRMAP_BTREE", "max_local", "record_end",
-    "decode_record_partial", "OVERFLOW_POINTER_SIZE", "DB_HEADER_SIZE", "btree_header_offset",
+    "decode_record_partial", "decode_record_prefix", "OVERFLOW_POINTER_SIZE", "DB_HEADER_SIZE", "btree_header_offset",
     "ptrmap_entry", "serial_type_of_text",
 ]
 
@@ -379,6 +380,69 @@ def decode_record_partial(buf, dec) -> list:
     return out
 
 
+def decode_record_prefix(buf, size: int, enc: str = "utf-8", errors: str = "surrogateescape"):
+    """Decode the readable prefix ``buf`` of a record of ``size`` bytes whose overflow chain
+    is broken. Returns (values, cut) or None when the record header itself is not readable
+    (cut short, a reserved serial type, or value sizes that do not add up to ``size``).
+
+    ``cut`` lists the positions of the values whose bytes are not all in ``buf``. Values
+    wholly in ``buf`` are decoded exactly as :func:`decode_record` would. A cut value keeps
+    what is readable of it: text the decodable prefix (a multibyte sequence cut at the end
+    becomes one U+FFFD), a blob its prefix bytes; a cut number, or a value of which no byte
+    is readable, is NULL (None).
+    """
+    n = len(buf)
+    try:
+        hlen, p = read_varint(buf, 0)
+        if hlen > n or hlen < p or hlen > size:
+            return None
+        types = []
+        total = hlen
+        while p < hlen:
+            t, p = read_varint(buf, p)
+            sz = serial_type_size(t)
+            if sz < 0:
+                return None
+            types.append((t, sz))
+            total += sz
+        if p != hlen or total != size:
+            return None
+        out = []
+        cut = []
+        off = hlen
+        for i, (t, sz) in enumerate(types):
+            end = off + sz
+            if end <= n:
+                if t == 0:
+                    out.append(None)
+                elif t in (8, 9):
+                    out.append(t - 8)
+                elif t == 7:
+                    out.append(_F64U(buf, off)[0])
+                elif t >= 12:
+                    out.append(bytes(buf[off:end]).decode(enc, errors) if t & 1 else bytes(buf[off:end]))
+                else:
+                    out.append(int.from_bytes(buf[off:end], "big", signed=True))
+            else:
+                cut.append(i)
+                if t >= 12 and off < n:
+                    part = bytes(buf[off:n])
+                    if t & 1:
+                        d = codecs.getincrementaldecoder(enc)(errors)
+                        text = d.decode(part, final=False)
+                        if d.getstate()[0]:
+                            text += "\ufffd"
+                        out.append(text)
+                    else:
+                        out.append(part)
+                else:
+                    out.append(None)
+            off = end
+        return out, cut
+    except (IndexError, ValueError, struct.error, UnicodeDecodeError):
+        return None
+
+
 # --------------------------------------------------------------------------- b-tree pages
 
 @dataclass(slots=True)
@@ -473,7 +537,10 @@ def read_overflow(get_page, first: int, need: int, usable: int, claimed=None) ->
     already known to be something else; reaching one ends the chain as broken.
     Returns (data, pages, complete). ``complete`` is False when the chain is short,
     cyclic, leaves the file, runs into a claimed page, or does not end with a zero
-    next-pointer exactly when the payload is complete.
+    next-pointer exactly when the payload is complete (as SQLite's integrity_check demands).
+    When the chain is broken, ``data`` is the trusted prefix only: the content of the page
+    whose next-pointer broke the chain is left out (a page overwritten with garbage is
+    exactly such a page; its bytes would only append garbage to the readable part).
     """
     chunks = []
     pages: list[int] = []
@@ -483,10 +550,10 @@ def read_overflow(get_page, first: int, need: int, usable: int, claimed=None) ->
     pg = first
     while got < need:
         if pg == 0 or pg in seen or (claimed is not None and pg in claimed):
-            return b"".join(chunks), pages, False
+            return b"".join(chunks[:-1]), pages, False
         data = get_page(pg)
         if data is None or len(data) < usable:
-            return b"".join(chunks), pages, False
+            return b"".join(chunks[:-1]), pages, False
         seen.add(pg)
         pages.append(pg)
         take = need - got
@@ -495,6 +562,9 @@ def read_overflow(get_page, first: int, need: int, usable: int, claimed=None) ->
         chunks.append(data[4:4 + take])
         got += take
         pg = _U32.unpack_from(data, 0)[0]
+    if pg != 0:
+        # the last page does not end the chain: not the overflow page it should be
+        return b"".join(chunks[:-1]), pages, False
     return b"".join(chunks), pages, True
 
 

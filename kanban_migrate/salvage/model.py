@@ -28,6 +28,12 @@ class Row(tuple):
     ``values`` is a tuple with the table's full column count, rowid alias filled in;
     ``rowid`` is None for WITHOUT ROWID tables and carved freeblock rows; ``source`` is
     'btree', 'orphan', 'freelist' or 'freeblock'; ``page`` is where the cell was read.
+
+    ``partial`` (default False): the record's overflow chain is broken, so only its readable
+    part is here; ``partial_columns`` (default ``()``) names the columns whose bytes were cut
+    (their values hold what could be read of them, see ``fileformat.decode_record_prefix``).
+    A partial row is stored as a 6-tuple (…, True, column names); every other row stays a
+    4-tuple, so the common case costs nothing.
     """
 
     __slots__ = ()
@@ -36,11 +42,22 @@ class Row(tuple):
     source = property(itemgetter(2))
     page = property(itemgetter(3))
 
-    def __new__(cls, rowid, values, source, page):
+    @property
+    def partial(self) -> bool:
+        return len(self) > 4 and bool(self[4])
+
+    @property
+    def partial_columns(self) -> tuple:
+        return tuple(self[5]) if len(self) > 5 else ()
+
+    def __new__(cls, rowid, values, source, page, partial=False, partial_columns=()):
+        if partial:
+            return _tnew(cls, (rowid, values, source, page, True, tuple(partial_columns)))
         return _tnew(cls, (rowid, values, source, page))
 
     def __repr__(self) -> str:
-        return f"Row(rowid={self[0]!r}, values={self[1]!r}, source={self[2]!r}, page={self[3]})"
+        extra = f", partial=True, partial_columns={self.partial_columns!r}" if self.partial else ""
+        return f"Row(rowid={self[0]!r}, values={self[1]!r}, source={self[2]!r}, page={self[3]}{extra})"
 
 
 _tnew = tuple.__new__
@@ -207,6 +224,10 @@ class RowStream:
 
     def add(self, rowid, values, source, page) -> None:
         self.ranked[RANK.get(source, 2)].append((rowid, values, source, page))
+
+    def add_partial(self, rowid, values, source, page, columns) -> None:
+        """A row kept with only its readable part (see :class:`Row`)."""
+        self.ranked[RANK.get(source, 2)].append((rowid, values, source, page, True, tuple(columns)))
 
     def __iter__(self):
         for run in self.runs:

@@ -380,7 +380,7 @@ def place_table_leaves(sv: Salvager, scan: OrphanScan) -> None:
         if cand is None:
             for rowid, vals in recs:
                 sv.lost.add(pg, rowid, vals, source, "no matching table")
-            for rowid, vals, why in broken or ():
+            for rowid, vals, why, _cut in broken or ():
                 sv.lost.add(pg, rowid, vals, source, why)
             if not stale:
                 claimed[pg] = "orphan-unmatched"
@@ -420,5 +420,8 @@ def place_table_leaves(sv: Salvager, scan: OrphanScan) -> None:
             elif add_rowid(rowid):
                 placed.append((rowid, fin(vals, rowid), src_name, pg))
         t.extend(placed, src_name)
-        for rowid, vals, why in broken or ():
+        for rowid, vals, why, cut in broken or ():
+            if cut is not None and not stale and score(vals) >= 0 and \
+                    t.add_partial(rowid, vals, cut, pg, src_name, cand):
+                continue
             sv.lost.add(pg, rowid, vals, source, why, cand.table)

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 
 from .fileformat import (OVERFLOW_POINTER_SIZE, PAGE_INDEX_INTERIOR, PAGE_TABLE_INTERIOR,
-                         PageHeader, RecordError, cell_pointers, decode_record, decode_record_partial,
+                         PageHeader, RecordError, cell_pointers, decode_record, decode_record_partial, decode_record_prefix,
                          local_payload_size, max_local, parse_page_header, read_overflow, read_varint,
                          read_varint_signed, record_end)
 from .model import (RANK, IndexSalvage, LostRows, Row, RowidSet, RowStream, Run, SchemaEntry, Spool,
@@ -93,6 +93,32 @@ class Table:
             self.out.freelist_rows += len(rows)
         elif source == "freeblock":
             self.out.freeblock_rows += len(rows)
+
+    def add_partial(self, rowid, vals, cut, page: int, source: str = "btree", cand=None) -> bool:
+        """Keep a record whose overflow chain is broken but whose header was readable: ``vals``
+        as decoded by ``decode_record_prefix`` (cut values hold their readable prefix or NULL),
+        ``cut`` their record positions. Returns False (the caller keeps it for lost_and_found)
+        when the table has no shape to place the values by, or the rowid is already taken."""
+        cand = cand if cand is not None else self.cand
+        if cand is None or rowid is None and not cand.without_rowid:
+            return False
+        ncols = len(cand.columns)
+        if len(vals) > ncols and any(p >= ncols for p in cut):
+            return False        # the cut is in values the table has no column for: not this table's
+        if not cand.without_rowid and not self.rowids.add(rowid):
+            return False
+        order = cand.order
+        names = []
+        for p in cut:
+            if p < len(order) and order[p] < len(cand.columns):
+                names.append(cand.columns[order[p]])
+        values = self.finalizer_for(cand)(list(vals), None if cand.without_rowid else rowid)
+        self.rows.add_partial(None if cand.without_rowid else rowid, values, source, page, names)
+        if source == "orphan":
+            self.out.orphan_rows += 1
+        elif source == "freelist":
+            self.out.freelist_rows += 1
+        return True
 
     def add(self, rowid, values, source: str, page: int) -> None:
         """Add a row already known to be new (rowid deduplication is the caller's)."""
@@ -218,7 +244,10 @@ class Salvager:
         """Decode the cells of a table-leaf page.
 
         Returns (records, bad, broken): records = [(rowid, values)], bad = count of
-        unreadable cells, broken = [(rowid, partial values, reason)]. ``check_claims``:
+        unreadable cells, broken = [(rowid, partial values, reason, cut)] for cells whose
+        overflow chain is broken: ``cut`` lists the record positions of the values cut short
+        when the record header was readable (see ``decode_record_prefix``), else None (the
+        values are then a best-effort guess for lost_and_found). ``check_claims``:
         an overflow chain running into a page something else owns is broken (False when
         re-reading a leaf whose chains the walk already claimed).
         """
@@ -301,7 +330,12 @@ class Salvager:
                     else:
                         if broken is None:
                             broken = []
-                        broken.append((rowid, decode_record_partial(buf, self.dec), "overflow chain broken"))
+                        prefix = decode_record_prefix(buf, plen, enc, errors)
+                        if prefix is None:
+                            broken.append((rowid, decode_record_partial(buf, self.dec),
+                                           "overflow chain broken", None))
+                        else:
+                            broken.append((rowid, prefix[0], "overflow chain broken", prefix[1]))
             except ERRORS:
                 bad += 1
         return out, bad, broken
@@ -588,17 +622,35 @@ class Salvager:
             if counters is not None:
                 counters.pages += 1
                 counters.unreadable_cells += bad
+            partial = []
             if broken:
-                for rowid, vals, why in broken:
-                    self.lost.add(pg, rowid, vals, "btree", why, table_name)
-            if not recs:
+                for rowid, vals, why, cut in broken:
+                    if table is not None and cut is not None:
+                        partial.append((rowid, vals, cut))
+                    else:
+                        self.lost.add(pg, rowid, vals, "btree", why, table_name)
+            if not recs and not partial:
+                continue
+            if partial and not recs and not is_root and \
+                    not self._leaf_fits([(r, v) for r, v, _c in partial], lo, hi, cand):
+                for rowid, vals, _cut in partial:   # only cut records here: not shown to be this table's
+                    self.lost.add(pg, rowid, vals, "btree", "overflow chain broken", table_name)
                 continue
             if table is None:
                 on_rows(pg, recs)
                 continue
             fin = table.fin
             ncols = len(table.out.columns)
-            for rowid, vals in recs:
+            if partial:
+                # rows whose overflow chain is broken stay in their table, in key order with the rest
+                recs = sorted(recs + partial, key=lambda r: r[0])
+            for rec in recs:
+                if len(rec) == 3:
+                    rowid, vals, cut = rec
+                    if not table.add_partial(rowid, vals, cut, pg):
+                        self.lost.add(pg, rowid, vals, "btree", "overflow chain broken", table_name)
+                    continue
+                rowid, vals = rec
                 if rowset.add(rowid):
                     if len(vals) > ncols:
                         table.out.overlong_records += 1
