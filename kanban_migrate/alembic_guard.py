@@ -65,20 +65,15 @@ def before(context, path: str) -> None:
 
 def _before_upgrade(path: str, *, backup: bool) -> None:
     from . import board
-    from .backup import backup_board
     from .upgrading import upgrade
+    from .upgrading.write import take_backup
 
     predicted = upgrade(path, dry_run=True)  # the pre-checks of 'kanban-migrate upgrade'; writes nothing
     if predicted.status != "pending":
         return
     log.info("%s: detected %s; pending %s", path, predicted.shape, " ".join(predicted.pending))
     if backup:
-        bf = board.check_file(path)
-        conn = board.open_ro(bf)
-        try:
-            made = backup_board(conn, bf.path)
-        finally:
-            conn.close()
+        made, _new = take_backup(board.check_file(path), board.DEFAULT_BUSY_TIMEOUT, path)
         log.info("backup: %s", made)
 
 
@@ -96,7 +91,7 @@ def board_path(context) -> str:
 
 def run(chain, path: str) -> None:
     """``chain()`` (the revisions), with what a revision raises said in one line."""
-    from .ops import UpgradeRefused
+    from .upgrading.rebuild import UpgradeRefused
 
     try:
         chain()
