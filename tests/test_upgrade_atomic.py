@@ -68,10 +68,12 @@ def test_sigkill_at_random_moments_never_damages_the_board(tmp_path, board_cache
     shutil.copyfile(source, victim)
     rng = random.Random(20261125)
     stamps = set()
+    interrupted = 0
+    upper = 0.35 + full  # the child also starts an interpreter, so most kills land inside the chain
     for _ in range(8):
         proc = subprocess.Popen([sys.executable, "-m", "kanban_migrate", "upgrade", "--no-backup", str(victim)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.05, 0.35 + full))
+        time.sleep(rng.uniform(0.05, upper))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         assert pragma_rows(victim, "integrity_check") == [("ok",)]
@@ -83,6 +85,11 @@ def test_sigkill_at_random_moments_never_damages_the_board(tmp_path, board_cache
             assert missing_at(schema.snapshot(c), stamp_now) == [], stamp_now
         stamps.add(stamp_now)
         c.close()
+        if stamp_now == head.HEAD:  # this kill came too late (a loaded machine): start over, kill sooner
+            shutil.copyfile(source, victim)
+            upper = max(0.1, upper / 2)
+        else:
+            interrupted += 1
     result = upgrade(victim, backup=False)
     assert result.revision_after == head.HEAD
     got, want = dump(victim), dump(reference)
@@ -90,4 +97,4 @@ def test_sigkill_at_random_moments_never_damages_the_board(tmp_path, board_cache
         assert got[t] == want[t], t
     print("stamps seen after kills:", sorted(map(str, stamps)), "full upgrade", round(full, 2), "s")
     assert stamps <= {None, *head.REVISIONS}
-    assert stamps != {head.HEAD}, "every kill came after the upgrade had finished: nothing was interrupted"
+    assert interrupted, "every kill came after the upgrade had finished: nothing was interrupted"
