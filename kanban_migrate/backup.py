@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .board import SIDECARS
+
 KEEP = 5
 #: Quarantine copies (``*.corrupt.*.bak``) kept per board, as the application keeps at most 10.
 QUARANTINE_KEEP = 10
@@ -173,7 +175,6 @@ def make_backup(source: sqlite3.Connection, board: Path) -> tuple[Path, bool]:
     return final, made
 
 
-_SIDECAR_SUFFIXES = ("-wal", "-shm", "-journal")
 
 
 def parse_name(path: Path) -> tuple[Path, str, str, str] | None:
@@ -182,7 +183,7 @@ def parse_name(path: Path) -> tuple[Path, str, str, str] | None:
     parse of a backup name (``list_backups`` here, the home's stray backups in ``fleet``). The
     last kind marker in the name wins, so a board whose own name holds one is still told apart."""
     name = path.name
-    suffix = next((s for s in _SIDECAR_SUFFIXES if name.endswith(".bak" + s)), "")
+    suffix = next((s for s in SIDECARS if name.endswith(".bak" + s)), "")
     stem = name[: len(name) - len(suffix)]
     if not stem.endswith(".bak"):
         return None
@@ -248,10 +249,19 @@ def prune(board: Path, *, keep: int = KEEP, kind: str | None = None) -> list[Pat
         whole = [b for b in mine if b.path.name.endswith(".bak")]
         doomed = whole[keep:] + [b for b in mine if not b.path.name.endswith(".bak")]
         for b in doomed:
-            for p in (b.path, *(b.path.with_name(b.path.name + s) for s in _SIDECAR_SUFFIXES)):
-                try:
-                    p.unlink()
-                except FileNotFoundError:
-                    continue
-                removed.append(p)
+            removed.extend(remove_copy(b.path))
+    return removed
+
+
+def remove_copy(path: Path) -> list[Path]:
+    """Delete a kept copy and its sidecars; returns what was deleted. The ``.bak`` goes first: a
+    delete killed half-way leaves sidecars that are listed as leftovers and pruned next time, never
+    a copy that looks whole without its WAL."""
+    removed = []
+    for p in (path, *(path.with_name(path.name + s) for s in SIDECARS)):
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            continue
+        removed.append(p)
     return removed

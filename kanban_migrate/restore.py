@@ -29,11 +29,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .backup import KEEP, Backup, fsync_dir, inherit_access, list_backups, sha256_file
-from .board import sidecar
+from .board import SIDECARS, sidecar
 from .errors import BoardBusy, EnvironmentFailure, MissingBoard, NotABoard, Refused, UsageError
 
 PRE_RESTORE = "pre-restore"
-SIDECARS = ("-wal", "-shm", "-journal")  # a copy is put back with whichever of these it kept
 QUARANTINE = "corrupt"
 
 
@@ -202,13 +201,6 @@ def delete(items: list) -> list[Path]:
     """Delete backups and their sidecars; returns the paths deleted. The ``.bak`` goes first: a
     delete killed half-way leaves sidecars that are listed as leftovers and pruned next time, never
     a backup that looks whole without its WAL."""
-    removed = []
-    for b in items:
-        main = Path(b.path)
-        for p in (main, *(sidecar(main, s) for s in SIDECARS)):
-            try:
-                p.unlink()
-            except FileNotFoundError:
-                continue
-            removed.append(p)
-    return removed
+    from .backup import remove_copy
+
+    return [p for b in items for p in remove_copy(Path(b.path))]
