@@ -233,3 +233,20 @@ def test_orphan_steps_one_by_one(tmp_path):
     orphans.place_table_leaves(sv, scan)
     assert t.out.orphan_rows > 0 and all(pg in sv.claimed for pg in scan.leaves)
     assert {r.rowid: r.values for r in t.rows} == truth
+
+
+def test_the_damaged_files_schema_is_never_trusted(tmp_path):
+    """SQLite reads the salvaged file through its own schema only with trusted_schema off, so a
+    view, trigger or generated column that file declares can run no function that is not innocuous."""
+    from kanban_migrate.salvage.sqlcopy import attach_source
+
+    path = tmp_path / "b.db"
+    _board(path)
+    with salvage(path) as res:
+        conn = sqlite3.connect(":memory:")
+        conn.execute("PRAGMA trusted_schema=ON")
+        try:
+            assert attach_source(conn, res)
+            assert conn.execute("PRAGMA trusted_schema").fetchone() == (0,)
+        finally:
+            conn.close()

@@ -369,6 +369,19 @@ def test_a_writer_in_its_transaction_does_not_stop_the_check(tmp_path, holder):
     assert res.returncode == 0, (res.stdout, res.stderr)
 
 
+def _mend_and_compare(path, copy):
+    """Mend ``copy`` against the board at ``path`` as verify does under its read lock; the copy
+    must then equal the board byte for byte."""
+    watch = access._watch(path, 5)
+    src, dst = os.open(path, os.O_RDONLY), os.open(copy, os.O_RDWR)
+    try:
+        access._mend_locked(watch, src, dst)
+    finally:
+        watch.close()
+        os.close(src)
+        os.close(dst)
+    assert digest(copy) == digest(path)
+
 def test_a_mended_snapshot_is_the_board_byte_for_byte(tmp_path):
     """The copy taken while a writer committed is mended under one lock into an exact copy,
     whether the board grew, shrank or changed in place."""
@@ -380,28 +393,12 @@ def test_a_mended_snapshot_is_the_board_byte_for_byte(tmp_path):
     conn.execute("INSERT INTO task_comments (task_id, author, body, created_at) "
                  "SELECT id, 'a', hex(randomblob(3000)), 1 FROM tasks")  # grows the file
     conn.close()
-    watch = access._watch(path, 5)
-    src, dst = os.open(path, os.O_RDONLY), os.open(copy, os.O_RDWR)
-    try:
-        access._mend_locked(watch, src, dst)
-    finally:
-        watch.close()
-        os.close(src)
-        os.close(dst)
-    assert digest(copy) == digest(path)
+    _mend_and_compare(path, copy)
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("DELETE FROM task_comments")
     conn.execute("VACUUM")  # shrinks it
     conn.close()
-    watch = access._watch(path, 5)
-    src, dst = os.open(path, os.O_RDONLY), os.open(copy, os.O_RDWR)
-    try:
-        access._mend_locked(watch, src, dst)
-    finally:
-        watch.close()
-        os.close(src)
-        os.close(dst)
-    assert digest(copy) == digest(path)
+    _mend_and_compare(path, copy)
 
 
 def test_an_interrupted_snapshot_leaves_nothing_in_tmpdir(tmp_path, monkeypatch):
