@@ -26,17 +26,24 @@ from ..board import DEFAULT_BUSY_TIMEOUT
 @click.option("--assume-idle", is_flag=True,
               help="In place: recover even where no probe can prove the board idle (a second hard link, "
                    "another user's board). Only when you know nothing uses it.")
+@click.option("--from-backup", "from_backup", default=None, metavar="BACKUP",
+              help="Instead of salvaging: bring back into DB the rows it lacks that this kept copy holds (a path, or "
+                   "a name or digest 'backups' shows); rows are marked in kanban_migrate_restored_rows.")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--busy-timeout", type=float, default=DEFAULT_BUSY_TIMEOUT, show_default=True, metavar="SECONDS")
-def recover_command(db, output, dump, include_freelist, time_limit, workdir, keep_workdir, assume_idle, as_json,
-                    busy_timeout):
+def recover_command(db, output, dump, include_freelist, time_limit, workdir, keep_workdir, assume_idle, from_backup,
+                    as_json, busy_timeout):
     """Salvage every surviving row of a malformed board, rebuild it at head, swap it in.
 
     The original board (and its -wal/-journal) is kept as DB.corrupt.<sha256[:16]>.bak. Exit 0: every
     readable row recovered; 1: rebuilt, but rows were lost; 2: --output/--dump names an existing file;
     3: nothing could be recovered; 4: the board is in use, or cannot be proven idle (use --output);
     5: the machine failed (disk full, file-size limit, read-only folder): nothing was changed.
+    With --from-backup: 0 rows brought back (or none needed), 1 some could not be (the report says why).
     """
+    if from_backup is not None:
+        _from_backup(db, from_backup, workdir=workdir, assume_idle=assume_idle, as_json=as_json,
+                     busy_timeout=busy_timeout, salvage_options=(output, dump, include_freelist, keep_workdir))
     from . import recover
 
     show = not as_json and sys.stderr.isatty()
@@ -58,3 +65,22 @@ def recover_command(db, output, dump, include_freelist, time_limit, workdir, kee
     else:
         click.echo("\n".join(report.lines()))
     sys.exit(report.code)
+
+
+def _from_backup(db, backup, *, workdir, assume_idle, as_json, busy_timeout, salvage_options) -> None:
+    """``recover DB --from-backup BACKUP`` (:func:`kanban_migrate.recovering.frombackup.bring_back`)."""
+    from ..errors import UsageError
+    from .frombackup import bring_back
+
+    if any(salvage_options):
+        raise UsageError("--from-backup brings rows back into DB in place; --output, --dump, --include-freelist "
+                         "and --keep-workdir belong to the salvage", "drop them, or run the two separately",
+                         path=str(db))
+    result = bring_back(db, backup, workdir=workdir, assume_idle=assume_idle, busy_timeout=busy_timeout)
+    if as_json:
+        from ..cli.rules import json_text
+
+        click.echo(json_text([result.to_dict()], one=True))
+    else:
+        click.echo("\n".join(result.lines()))
+    sys.exit(result.code)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+import time
 from dataclasses import asdict, dataclass, field
 
 from ..salvage.dump import LOST_AND_FOUND
@@ -38,6 +40,9 @@ class RecoverReport:
     timed_out: bool = False
     dump: str | None = None
     notes: list[str] = field(default_factory=list)
+    #: kept copies (pre-upgrade, quarantine, pre-restore) holding rows the recovered board lacks
+    #: (:class:`kanban_migrate.recovering.frombackup.Holding` as dicts); only looked for when rows were lost
+    lost_rows_in_backups: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     code: int = 0
 
@@ -81,6 +86,7 @@ class RecoverReport:
         if self.missing_tasks:
             ids = ", ".join(self.missing_tasks[:10]) + (" ..." if len(self.missing_tasks) > 10 else "")
             out.append(f"  {len(self.missing_tasks)} task(s) lost while their events or runs survive: {ids}")
+        out.extend(self.backup_lines())
         if self.pages_unreadable:
             out.append(f"  {self.pages_unreadable} page(s) could not be read")
         if self.timed_out:
@@ -95,4 +101,29 @@ class RecoverReport:
             out.append(f"  SQL dump: {self.dump}")
         if self.workdir:
             out.append(f"  work folder kept: {self.workdir}")
+        return out
+
+    def backup_lines(self) -> list[str]:
+        """Which kept copies hold rows the recovered board lacks, and the command that brings them back."""
+        out = []
+        lost = len(self.missing_tasks)
+        for h in self.lost_rows_in_backups:
+            if not h["rows"]:
+                continue
+            name, when = h["name"], time.strftime("%Y-%m-%d %H:%M", time.localtime(h["mtime"]))
+            found = h["lost_tasks"]
+            ids = ", ".join(found[:10]) + (" ..." if len(found) > 10 else "")
+            if found and len(found) == lost:
+                who = "it is" if lost == 1 else "both are" if lost == 2 else f"all {lost} are"
+                out.append(f"  {lost} task(s) lost: {ids} — {who} in {name} ({when})")
+            elif found:
+                out.append(f"  {len(found)} of the {lost} lost task(s) are in {name} ({when}): {ids}")
+            counts = ", ".join(f"{n} {t}" for t, n in h["rows"].items())
+            out.append(f"  {name} ({when}) holds rows the recovered board lacks (lost, or deleted since): {counts}")
+            if self.original:
+                out.append(f"  bring them back: kanban-migrate recover {shlex.quote(self.path)} "
+                           f"--from-backup {shlex.quote(name)}")
+            else:
+                out.append(f"  once the recovered board is in place, 'kanban-migrate recover DB --from-backup {name}' "
+                           "brings them back")
         return out

@@ -544,5 +544,9 @@ def recover(
         raise EnvironmentFailure(f"{cause}; nothing was changed" if not run.committed else cause,
                                  FIX_HINT, path=shown) from None
     report.code = int(ExitCode.PENDING) if report.rows_lost else int(ExitCode.OK)
+    if report.rows_lost:
+        from .frombackup import annotate
+
+        annotate(report, board)  # the kept copies that hold what was lost
     report.seconds = time.perf_counter() - started
     return report
