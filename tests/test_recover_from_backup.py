@@ -142,6 +142,7 @@ def test_rows_whose_task_is_gone_are_left_out_and_references_kept_true(lost):
     foreign_run = _sql(board, "SELECT id FROM task_runs WHERE task_id != ? LIMIT 1", (other,))[0][0]
     _sql(copy, "DELETE FROM tasks WHERE id = ?", (victim,))
     _sql(copy, "UPDATE tasks SET current_run_id = ?, status = 'done' WHERE id = ?", (foreign_run, other))
+    _sql(copy, "UPDATE task_events SET run_id = ? WHERE task_id = ?", (foreign_run, other))
     n_events = _sql(board, "SELECT count(*) FROM task_events WHERE task_id = ?", (victim,))[0][0]
     _sql(board, "DELETE FROM task_events WHERE task_id IN (?, ?)", (victim, other))
     _sql(board, "DELETE FROM tasks WHERE id IN (?, ?)", (victim, other))
@@ -151,6 +152,8 @@ def test_rows_whose_task_is_gone_are_left_out_and_references_kept_true(lost):
     assert any("neither the board nor" in r for r in result.reasons)
     assert result.rows["tasks"] == 1 and result.cleared
     assert _sql(board, "SELECT current_run_id FROM tasks WHERE id = ?", (other,)) == [(None,)]
+    assert _sql(board, "SELECT count(*), count(run_id) FROM task_events WHERE task_id = ?", (other,))[0][1] == 0
+    assert result.rows["task_events"] == _sql(copy, "SELECT count(*) FROM task_events WHERE task_id = ?", (other,))[0][0]
     assert _sql(board, "SELECT count(*) FROM task_events WHERE task_id = ?", (victim,)) == [(0,)]
     assert _orphans(board) < orphans  # nothing brought back lacks its task; the returned task has its rows
 
@@ -191,7 +194,7 @@ def _efbig():
 
 
 def test_refusals_leave_the_board_and_the_copies_unchanged(lost, kanban_board):
-    board, _, backup = lost
+    board, report, backup = lost
     other = kanban_board(shape="v0", tasks=TASKS, seed=99, name="other.db")
     other_backup = Path(upgrade(other).backup)
     disguised = board.with_name("kanban.db.pre-upgrade.0123456789abcdef.bak")  # another board's, renamed
@@ -204,6 +207,7 @@ def test_refusals_leave_the_board_and_the_copies_unchanged(lost, kanban_board):
         ((other_backup,), 3, "is not a kept copy"),
         ((disguised.name,), 3, "a copy of another board"),
         ((not_a_board.name,), 3, "not a SQLite database"),
+        ((Path(report.original).name,), 3, "the kept copy is damaged"),  # the original recover kept
         ((backup.name, "--output", board.with_name("out.db")), 2, "--from-backup"),
     ]
     folder = board.parent

@@ -46,7 +46,10 @@ from .files import Made, copy_sparse, environment_cause, make_work, work_name
 
 #: The table of a board that lists every row ``recover --from-backup`` brought back.
 MARKS = "kanban_migrate_restored_rows"
-MARKS_DDL = (f"CREATE TABLE IF NOT EXISTS main.{MARKS} (table_ TEXT NOT NULL, key TEXT NOT NULL, "
+#: ``table_`` and ``key`` as ``recover --include-freelist`` lists deleted rows: the table, and the row's
+#: primary key there (its value; a JSON array for a key of several columns); then the kept copy's
+#: file name and the time (epoch seconds) the row was brought back.
+MARKS_DDL = (f"CREATE TABLE IF NOT EXISTS main.{MARKS} (table_ TEXT NOT NULL, key NOT NULL, "
              "backup TEXT NOT NULL, restored_at INTEGER NOT NULL)")
 SAMPLE = 10  # keys shown per table
 USE_HINT = "stop the board's processes (gateways, dispatcher, workers) first"
@@ -83,9 +86,9 @@ def _absent(table: str, keys) -> str:
 
 
 def _key_expr(keys) -> str:
-    """A row's key as one text value: the value itself, or a JSON array for a composite key."""
+    """A row's key as one value: the value itself, or a JSON array for a composite key."""
     if len(keys) == 1:
-        return f"CAST(x.{quote(keys[0])} AS TEXT)"
+        return f"x.{quote(keys[0])}"
     return "json_array(" + ", ".join(f"x.{quote(k)}" for k in keys) + ")"
 
 
@@ -345,10 +348,24 @@ def _copy_to_head(chosen: Backup, board: Path, work: Path, shown: str) -> tuple[
     except sqlite3.Error as exc:
         raise _as_copy(translate(exc, str(chosen.path)), chosen, shown) from None
     try:
-        upgrade(copy, backup=False)
+        if upgrade(copy, backup=False).status == "current":
+            _sound(copy)  # upgrade checks what it changes; a copy already at head is checked here
     except KanbanMigrateError as exc:
         raise _as_copy(exc, chosen, shown) from None
     return copy, renumbered
+
+
+def _sound(copy: Path) -> None:
+    conn = sqlite3.connect(uri(copy, mode="ro"), uri=True)
+    try:
+        rows = [r[0] for r in conn.execute("PRAGMA quick_check")]
+    except sqlite3.DatabaseError as exc:
+        rows = [str(exc)]
+    finally:
+        conn.close()
+    if rows != ["ok"]:
+        raise CorruptBoard(f"the kept copy is damaged (PRAGMA quick_check: {rows[0].splitlines()[0] if rows else '?'}); "
+                           "its readable rows are recovered by 'kanban-migrate recover', not brought back")
 
 
 def _same_board(conn: sqlite3.Connection, name: str, shown: str) -> None:
@@ -423,7 +440,7 @@ def _clear_references(conn: sqlite3.Connection, result: BroughtBack, now: int) -
     if n:
         result.cleared.append(f"{n} task(s) brought back named a run that is not theirs here: current_run_id set to NULL")
     n = conn.execute(
-        f"UPDATE main.task_events SET run_id = NULL WHERE id IN (SELECT CAST(key AS INTEGER) FROM ({mine})) "
+        f"UPDATE main.task_events SET run_id = NULL WHERE id IN ({mine}) "
         "AND run_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM main.task_runs AS r "
         "WHERE r.id = task_events.run_id AND r.task_id = task_events.task_id)", ("task_events", *args)).rowcount
     if n:
