@@ -230,3 +230,38 @@ def test_refusals_leave_the_board_and_the_copies_unchanged(lost, kanban_board):
     proc = cli("recover", board, "--from-backup", backup.name, preexec_fn=_efbig)  # the work copy cannot be made
     assert proc.returncode == 5 and len(proc.stderr.splitlines()) == 1, proc.stderr
     assert dir_state(folder) == state
+
+
+def test_a_board_with_a_pending_wal_is_unchanged_until_rows_come_back(lost, kanban_board):
+    """A WAL board whose -wal holds a commit (no process has it open): a refusal and a run with
+    nothing to bring back leave its files as they were (no checkpoint); bringing rows back keeps
+    the commit that was only in the WAL."""
+    board, report, backup = lost
+    src = board.with_name("live.db")
+    shutil.copyfile(board, src)
+    conn = sqlite3.connect(src)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+    conn.execute("UPDATE tasks SET title = 'only in the wal' WHERE rowid = 1")
+    conn.commit()
+    shutil.copyfile(src, board)
+    shutil.copyfile(f"{src}-wal", f"{board}-wal")
+    conn.close()
+    for p in board.parent.glob("live.db*"):
+        p.unlink()
+    other = kanban_board(shape="v0", tasks=TASKS, seed=99, name="other.db")
+    disguised = board.with_name("kanban.db.pre-upgrade.0123456789abcdef.bak")
+    shutil.copyfile(Path(upgrade(other).backup), disguised)
+    same = board.with_name("kanban.db.pre-restore.5a5a5a5a5a5a5a5a.bak")  # holds nothing the board lacks
+    shutil.copyfile(board, same)
+    shutil.copyfile(f"{board}-wal", f"{same}-wal")
+    state = dir_state(board.parent)
+    proc = cli("recover", board, "--from-backup", disguised.name)
+    assert proc.returncode == 3 and "another board" in proc.stderr, proc.stderr
+    assert dir_state(board.parent) == state
+    proc = cli("recover", board, "--from-backup", same.name)
+    assert proc.returncode == 0 and "nothing to bring back" in proc.stdout, proc.stdout + proc.stderr
+    assert dir_state(board.parent) == state
+    result = bring_back(board, backup.name)
+    assert result.code == 0 and result.rows["tasks"] == len(report.missing_tasks)
+    assert _sql(board, "SELECT title FROM tasks WHERE rowid = 1") == [("only in the wal",)]

@@ -389,16 +389,12 @@ def _parents(table: str) -> str:
     return " AND ".join(f"EXISTS (SELECT 1 FROM main.tasks AS k WHERE k.id = x.{quote(c)})" for c in cols)
 
 
-def _plan(conn: sqlite3.Connection, renumbered: set[str], result: BroughtBack) -> list[tuple]:
-    """Per table with rows the board lacks: ``(table, shared columns, WHERE, missing count)``."""
+def _plan(conn: sqlite3.Connection, renumbered: set[str]) -> list[tuple]:
+    """Per table with rows the board lacks: ``(table, keys, shared columns, WHERE, missing count)``."""
     plan = []
     for table in KANBAN_TABLES:
         found = _comparable(conn, table)
-        if found is None:
-            continue
-        if table in renumbered:
-            result.not_compared.append(table)
-            result.reasons.append(f"{table}: not compared (the copy's ids are text, which the upgrade renumbers)")
+        if found is None or table in renumbered:
             continue
         keys, cols = found
         where = _absent(table, keys)
@@ -447,6 +443,22 @@ def _clear_references(conn: sqlite3.Connection, result: BroughtBack, now: int) -
         result.cleared.append(f"{n} event(s) brought back named a run that is not their task's here: run_id set to NULL")
 
 
+def _preview(bf, copy: Path, renumbered: set[str], name: str, shown: str, busy_timeout: float) -> bool:
+    """Read-only, before the board is opened for writing (which, closed again, could checkpoint a
+    WAL into it): is the copy this board's, and does it hold any row the board lacks?"""
+    from ..board import reading
+
+    def read(conn):
+        conn.execute("ATTACH DATABASE ? AS b", (uri(copy, mode="ro"),))
+        try:
+            _same_board(conn, name, shown)
+            return bool(_plan(conn, renumbered))
+        finally:
+            conn.execute("DETACH DATABASE b")
+
+    return reading(bf, read, busy_timeout=busy_timeout, shown=shown)
+
+
 def _apply(bf, copy: Path, result: BroughtBack, renumbered: set[str], busy_timeout: float, shown: str) -> None:
     """One transaction on the board, under its write lock: probe for other processes, check the copy
     is this board's, back the board up, insert, keep the invariants, commit. Nothing to bring back:
@@ -466,8 +478,7 @@ def _apply(bf, copy: Path, result: BroughtBack, renumbered: set[str], busy_timeo
         if pids:
             raise BoardBusy(f"the board is in use (open in process {', '.join(map(str, pids[:5]))})",
                             USE_HINT, path=shown)
-        _same_board(conn, Path(result.backup).name, shown)
-        plan = _plan(conn, renumbered, result)
+        plan = _plan(conn, renumbered)
         if plan:
             path, made = take_backup(bf, busy_timeout, shown)
             backup_made = path if made else None
@@ -513,7 +524,11 @@ def bring_back(path: str | os.PathLike, which: str | os.PathLike, *, workdir: st
     try:
         work = make_work(work_name(Path(workdir) if workdir is not None else board.parent), board, made)
         copy, renumbered = _copy_to_head(chosen, board, work, shown)
-        _apply(bf, copy, result, renumbered, busy_timeout, shown)
+        for table in sorted(renumbered):
+            result.not_compared.append(table)
+            result.reasons.append(f"{table}: not compared (the copy's ids are text, which the upgrade renumbers)")
+        if _preview(bf, copy, renumbered, chosen.path.name, shown, busy_timeout):
+            _apply(bf, copy, result, renumbered, busy_timeout, shown)
     except KanbanMigrateError:
         raise
     except sqlite3.Error as exc:
