@@ -265,3 +265,22 @@ def test_a_board_with_a_pending_wal_is_unchanged_until_rows_come_back(lost, kanb
     result = bring_back(board, backup.name)
     assert result.code == 0 and result.rows["tasks"] == len(report.missing_tasks)
     assert _sql(board, "SELECT title FROM tasks WHERE rowid = 1") == [("only in the wal",)]
+
+
+def test_a_drifted_copy_is_compared_only_where_its_ids_are_the_boards(kanban_board):
+    """A copy whose side tables have text ids (the upgrade renumbers them): those tables are never
+    compared or brought back (exit 1 says so); tasks still are."""
+    board = kanban_board(shape="drifted", tasks=40, seed=3, name="kanban.db")
+    backup = Path(upgrade(board).backup)
+    victim = rows(board, "tasks")[0]["id"]
+    for table, column in (("task_links", "parent_id"), ("task_links", "child_id"), ("task_events", "task_id"),
+                          ("task_comments", "task_id"), ("task_runs", "task_id"), ("kanban_notify_subs", "task_id")):
+        _sql(board, f"DELETE FROM {table} WHERE {column} = ?", (victim,))
+    _sql(board, "DELETE FROM tasks WHERE id = ?", (victim,))
+    held = {h.name: h for h in holdings(board)}[backup.name]
+    assert held.rows.get("tasks") == 1 and any("renumbers" in n for n in held.notes)
+    drifted = {n.split(":")[0] for n in held.notes}
+    assert drifted and not drifted & set(held.rows)
+    result = bring_back(board, backup.name)
+    assert result.code == 1 and set(result.not_compared) == drifted and result.rows.get("tasks") == 1
+    assert not drifted & set(result.rows)
