@@ -284,3 +284,18 @@ def test_a_drifted_copy_is_compared_only_where_its_ids_are_the_boards(kanban_boa
     result = bring_back(board, backup.name)
     assert result.code == 1 and set(result.not_compared) == drifted and result.rows.get("tasks") == 1
     assert not drifted & set(result.rows)
+
+
+def test_a_damaged_copy_is_named_but_never_offered(lost):
+    """A second damage and recover: the first run's quarantine copy (damaged) may hold lost rows
+    too; the report says it is damaged and offers only the sound copy's command."""
+    board, first, backup = lost
+    corruption.overwrite_leaf(board, "tasks", random.Random(11))
+    report = recover(board)
+    text = "\n".join(report.lines())
+    old = Path(first.original).name
+    held = {h["name"]: h for h in report.lost_rows_in_backups}
+    assert held[backup.name]["damaged"] is None and f"--from-backup {backup.name}" in text, text
+    assert held[old]["rows"] and held[old]["damaged"] and f"but {old} is damaged" in text, text
+    assert f"--from-backup {old}" not in text
+    assert Path(report.original).name not in held

@@ -134,6 +134,7 @@ class Holding:
     samples: dict[str, list] = field(default_factory=dict)  # per table: up to SAMPLE of their keys
     lost_tasks: list[str] = field(default_factory=list)  # of the task ids asked about, those it holds
     unreadable: str | None = None  # why it could not be read (damaged, a hot journal...), if so
+    damaged: str | None = None  # what quick_check says of a copy holding rows (--from-backup refuses it)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -161,6 +162,13 @@ def _compare(conn: sqlite3.Connection, held: Holding, lost_tasks: list[str]) -> 
             order = ", ".join(f"x.{quote(k)}" for k in keys)
             held.samples[table] = [r[0] for r in conn.execute(
                 f"SELECT {_key_expr(keys)} FROM b.{quote(table)} AS x WHERE {where} ORDER BY {order} LIMIT {SAMPLE}")]
+    if held.rows:  # only a sound copy can give its rows back (quick_check, only where it matters)
+        try:
+            checked = [r[0] for r in conn.execute("PRAGMA b.quick_check(1)")]
+        except sqlite3.DatabaseError as exc:
+            checked = [str(exc)]
+        said = [x for x in (checked[0].splitlines() if checked else []) if not x.startswith("*** in database")]
+        held.damaged = None if checked == ["ok"] else (said[0] if said else "no result")
     if lost_tasks and "tasks" in held.rows:
         for at in range(0, len(lost_tasks), 500):
             part = lost_tasks[at:at + 500]

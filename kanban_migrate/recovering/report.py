@@ -120,7 +120,10 @@ class RecoverReport:
                 out.append(f"  {len(found)} of the {lost} lost task(s) are in {name} ({when}): {ids}")
             counts = ", ".join(f"{n} {t}" for t, n in h["rows"].items())
             out.append(f"  {name} ({when}) holds rows the recovered board lacks (lost, or deleted since): {counts}")
-            if self.original:
+            if h.get("damaged"):
+                out.append(f"  but {name} is damaged (quick_check: {h['damaged']}): these rows cannot be brought "
+                           "back from it")
+            elif self.original:
                 out.append(f"  bring them back: kanban-migrate recover {shlex.quote(self.path)} "
                            f"--from-backup {shlex.quote(name)}")
             else:
