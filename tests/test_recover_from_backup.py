@@ -299,3 +299,19 @@ def test_a_damaged_copy_is_named_but_never_offered(lost):
     assert held[old]["rows"] and held[old]["damaged"] and f"but {old} is damaged" in text, text
     assert f"--from-backup {old}" not in text
     assert Path(report.original).name not in held
+
+
+def test_a_killed_run_leaves_the_board_as_it_was_and_its_work_is_removed_next_time(lost):
+    """SIGKILL once the copy of the backup is at head in the work folder: the board is as it was;
+    the next command that looks at the board removes the work folder (the swap journal's rule)."""
+    board, _, backup = lost
+    state = dir_state(board.parent)
+    code = ("import os, sys; import kanban_migrate.recovering.frombackup as f\n"
+            "real = f._copy_to_head\n"
+            "def killed(*a):\n    real(*a); os.kill(os.getpid(), 9)\n"
+            "f._copy_to_head = killed\nf.bring_back(sys.argv[1], sys.argv[2])\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(board), backup.name], capture_output=True, text=True)
+    assert proc.returncode == -9, proc.stderr
+    assert dir_state(board.parent) != state  # the work folder and the journal are there
+    assert cli("status", board).returncode in (0, 1)
+    assert dir_state(board.parent) == state

@@ -42,6 +42,7 @@ from ..board import DEFAULT_BUSY_TIMEOUT, SIDECARS, check_file, open_ro, sidecar
 from ..errors import (BoardBusy, CorruptBoard, EnvironmentFailure, ExitCode, KanbanMigrateError, MissingBoard,
                       Refused, UsageError)
 from ..schema import KANBAN_TABLES, quote
+from . import swap
 from .files import Made, copy_sparse, environment_cause, make_work, work_name
 
 #: The table of a board that lists every row ``recover --from-backup`` brought back.
@@ -529,8 +530,11 @@ def bring_back(path: str | os.PathLike, which: str | os.PathLike, *, workdir: st
     _probe_idle(board, shown, assume_idle)
     preflight(bf, shown, True)
     made = Made()
+    work = work_name(Path(workdir) if workdir is not None else board.parent)
+    journal = swap.Journal(board, made, [work], [])  # a killed run's work folder is removed by the next command
     try:
-        work = make_work(work_name(Path(workdir) if workdir is not None else board.parent), board, made)
+        journal.write()
+        make_work(work, board, made)
         copy, renumbered = _copy_to_head(chosen, board, work, shown)
         for table in sorted(renumbered):
             result.not_compared.append(table)
@@ -553,6 +557,7 @@ def bring_back(path: str | os.PathLike, which: str | os.PathLike, *, workdir: st
         raise EnvironmentFailure(f"{cause}; nothing was changed", FIX_HINT, path=shown) from None
     finally:
         made.remove_all()
+        journal.close()
     result.code = int(ExitCode.PENDING if result.left_out or result.not_compared else ExitCode.OK)
     result.seconds = time.perf_counter() - started
     return result
