@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import corruption
-from support import dir_state, rows, sha256
+from support import dir_state, rows, sha256, tables
 from kanban_migrate.backup import list_backups
 from kanban_migrate.recovering import recover
 from kanban_migrate.recovering.frombackup import MARKS, bring_back, holdings
@@ -124,6 +124,9 @@ def test_from_backup_brings_the_lost_rows_back_marked_and_verify_passes(lost):
     assert check.returncode == 0, check.stdout + check.stderr
     again = cli("recover", board, "--from-backup", backup.name)
     assert again.returncode == 0 and "nothing to bring back" in again.stdout, again.stdout + again.stderr
+    undo = cli("restore", board, pre.name)  # the command the result names
+    assert undo.returncode == 0, undo.stderr
+    assert {r["id"] for r in rows(board, "tasks")} == before and MARKS not in tables(board)
 
 
 def _orphans(board: Path) -> set:

@@ -25,6 +25,10 @@ content-addressed backup upgrade takes (``<db>.pre-upgrade.<sha16>.bak``) is mad
 changes: ``kanban-migrate restore DB`` undoes the run. Every row brought back is listed in the table
 :data:`MARKS` (``table_``, ``key``, ``backup``, ``restored_at``). A brought-back task's
 ``current_run_id`` (and an event's ``run_id``) that names no run of the same task is set to NULL.
+Whether the copy is this board's and holds anything the board lacks is decided read-only first, so
+a refusal or a run with nothing to do never opens the board for writing (closing it could
+checkpoint a WAL into it). The run is listed in the swap journal (:mod:`.swap`): a killed run's
+work folder is removed by the next command that checks the board.
 """
 
 from __future__ import annotations
