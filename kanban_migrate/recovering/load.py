@@ -16,7 +16,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from ..salvage.dump import LostAndFound, readable, table_statement
+from ..salvage.dump import FreelistMarks, LostAndFound, readable, table_statement
 from ..salvage.sqlschema import (create_index_sql, parse_create_index, parse_create_table, quote_ident,
                                   uncopied_clauses)
 from ..schema import INTERNAL_TABLES
@@ -108,6 +108,7 @@ def load(result, staging: Path, report: RecoverReport, shapes: dict) -> int:
         conn.execute("PRAGMA synchronous=OFF")  # a work file: the final checks decide, not fsync
         conn.execute("BEGIN")
         lost = _Lost(conn, result.tables)
+        marks = FreelistMarks(conn)
         created: dict[str, list[str]] = {}
         for name, t in result.tables.items():
             if name in INTERNAL_TABLES or name.lower().startswith("sqlite_"):
@@ -117,16 +118,18 @@ def load(result, staging: Path, report: RecoverReport, shapes: dict) -> int:
             tr.unreadable, tr.from_orphan_pages = t.unreadable_cells, t.orphan_rows
             tr.missing_subtrees = t.missing_subtrees
             tr.from_freelist = t.freelist_rows + t.freeblock_rows
+            tr.in_file = _readable(t)
             if have is None:
                 for row in t.rows:
                     lost.add(row.page, row.rowid, row.source, f"table {name} could not be recreated", name, row.values)
                     tr.rejected += 1
                 continue
             created[name] = have
-            placed += _rows(conn, result, name, t, have, tr, lost, report)
+            placed += _rows(conn, result, name, t, have, tr, lost, report, marks)
         for row in result.lost_and_found:
             lost.add(row.page, row.rowid, row.source, row.reason, row.table, row.values)
         report.lost_and_found = lost.layout.rows
+        report.freelist_rows = marks.rows
         placed += lost.layout.rows
         if "tasks" not in created:
             conn.execute(head.create_table_sql(head.tasks))
@@ -139,10 +142,18 @@ def load(result, staging: Path, report: RecoverReport, shapes: dict) -> int:
     return placed
 
 
-def _rows(conn, result, name: str, t, have: list[str], tr: TableReport, lost: _Lost, report: RecoverReport) -> int:
+def _readable(t) -> int:
+    """Rows of the table the salvage read, whether copied by SQLite or streamed (before any is placed)."""
+    rows = t.rows
+    return sum(r.count for r in rows.runs) + sum(s.count for s in rows.ranked) if rows is not None else 0
+
+
+def _rows(conn, result, name: str, t, have: list[str], tr: TableReport, lost: _Lost, report: RecoverReport,
+          marks: FreelistMarks) -> int:
     """The table's rows: the runs the engine verified are copied by SQLite itself (our regenerated
     table is the destination; the engine's own statement reads the damaged copy, read-only and
-    immutable), then every other row, read once, in order, in batches."""
+    immutable), then every other row, read once, in order, in batches; a deleted row brought back
+    (freelist, freeblock) one by one, listed in ``marks``."""
     from ..salvage import copy_sound_rows
 
     have_low = {c.lower() for c in have}
@@ -159,6 +170,11 @@ def _rows(conn, result, name: str, t, have: list[str], tr: TableReport, lost: _L
     key_at = _key_column(name, t.columns)
     chunk: list = []
     for row in t.rows:
+        if row.source in FreelistMarks.SOURCES:
+            done += _batch(conn, sql, name, chunk, idx, use_rowid, tr, lost, report, key_at)
+            chunk = []
+            done += _deleted_row(conn, sql, name, row, idx, use_rowid, tr, lost, marks)
+            continue
         chunk.append(row)
         if len(chunk) >= BATCH:
             done += _batch(conn, sql, name, chunk, idx, use_rowid, tr, lost, report, key_at)
@@ -186,8 +202,26 @@ def _key_column(name: str, columns: list[str]) -> int | None:
     return low.index(pk[0]) if len(pk) == 1 and pk[0] in low else None
 
 
+def _deleted_row(conn, sql, name, row, idx, use_rowid, tr: TableReport, lost: _Lost, marks: FreelistMarks) -> int:
+    """A deleted row brought back: placed like any row, and listed in ``marks`` with the rowid it got."""
+    conn.execute("SAVEPOINT deleted")
+    try:
+        rowid = conn.execute(sql, _values(row, idx, use_rowid)).lastrowid
+        marks.mark(name, rowid, row.source, row.page)
+        conn.execute("RELEASE deleted")
+        return 1
+    except ROW_ERRORS as exc:
+        conn.execute("ROLLBACK TO deleted")
+        conn.execute("RELEASE deleted")
+        tr.rejected += 1
+        lost.add(row.page, row.rowid, row.source, f"rejected by {name}: {exc}", name, row.values)
+        return 0
+
+
 def _batch(conn, sql, name, chunk, idx, use_rowid, tr: TableReport, lost: _Lost, report: RecoverReport,
            key_at: int | None = None) -> int:
+    if not chunk:
+        return 0
     values = [_values(row, idx, use_rowid) for row in chunk]
     conn.execute("SAVEPOINT batch")
     try:

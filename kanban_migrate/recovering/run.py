@@ -20,7 +20,9 @@ from ..errors import (BoardBusy, EnvironmentFailure, ExitCode, KanbanMigrateErro
 from . import swap
 from .files import (Made, copy_sparse, environment_cause, fsync_file, identity, make_dirs, make_work, place_new,
                     present, temp_path, work_name)
-from .report import RecoverReport
+from ..salvage.dump import FREELIST_MARKS, LOST_AND_FOUND
+from ..salvage.sqlschema import quote_ident
+from .report import RecoverReport, TableReport, Verdict
 
 BUSY_HINT = "stop the board's processes (gateways, dispatcher, workers) first, or pass --output"
 FIX_HINT = "fix it (free space, raise the file-size limit, fix the folder's permissions) and rerun"
@@ -88,6 +90,17 @@ def _read_header(path: Path) -> bytes:
         return fh.read(100)
 
 
+def header_problems(path: Path) -> list[str]:
+    """What ``verify``'s file check would say about the header of the file at ``path`` (the same
+    :meth:`DbHeader.problems`), so that recover never calls healthy what verify calls damaged."""
+    from ..salvage import DbHeader
+
+    header = _read_header(path)
+    if len(header) < 100 or not header.startswith(MAGIC):
+        return ["no SQLite header"]
+    return DbHeader.parse(header).problems(os.stat(path).st_size)
+
+
 def check_final(path: Path, *, integrity: bool = True) -> str | None:
     """Why the bytes at ``path`` are not one complete, sound database file, or None: the header's
     page count times its page size must be the file's size, no WAL may be pending, and
@@ -144,12 +157,49 @@ def _final_checkpoint(db: Path, *, new_board: bool) -> None:
         conn.close()
 
 
+class _Steps:
+    """The run's progress as ``progress(done, total, label)`` calls (a bar's fraction): copy,
+    triage, the final check and delivery; a salvage adds its engine's phases, the load and the
+    revision chain once triage has asked for it."""
+
+    BASE = 4  # copy, triage, final check, deliver
+
+    def __init__(self, progress=None):
+        self.progress, self.done, self.total = progress, 0, self.BASE
+        self._phases_at: int | None = None
+
+    def __call__(self, label: str) -> None:
+        self.done = min(self.done + 1, self.total)
+        self._tell(label)
+
+    def grow(self, steps: int) -> None:
+        self.total += steps
+
+    def phase(self, done: int, total: int, label: str) -> None:
+        """The salvage engine's ``progress`` callback: its phases inside the run's steps."""
+        if self._phases_at is None:
+            self._phases_at = self.done
+            self.grow(total)
+        self.done = self._phases_at + done
+        self._tell(f"salvage: {label}")
+
+    def finish(self, label: str) -> None:
+        self.done = self.total
+        self._tell(label)
+
+    def _tell(self, label: str) -> None:
+        if self.progress is not None:
+            self.progress(self.done, self.total, label)
+
+
 class _Run:
     """One recover run: its options, the files it made, the lock it holds, its report."""
 
-    def __init__(self, board: Path, shown: str, out: Path | None, dump: Path | None, keep_workdir: bool):
+    def __init__(self, board: Path, shown: str, out: Path | None, dump: Path | None, keep_workdir: bool,
+                 progress=None):
         self.board, self.shown, self.out, self.dump_to = board, shown, out, dump
         self.keep_workdir = keep_workdir
+        self.steps = _Steps(progress)
         self.report = RecoverReport(shown)
         self.made = Made()
         self.lock = None
@@ -169,7 +219,7 @@ class _Run:
         return self.out is None
 
     # --- step 0: refuse to race the application ------------------------------------------------
-    def claim(self, assume_idle: bool) -> None:
+    def claim(self, assume_idle: bool, busy_timeout: float) -> None:
         from .inuse import BoardLock, open_by, shm_held, unprovable
 
         if not self.in_place:
@@ -189,14 +239,15 @@ class _Run:
                                 path=self.shown)
         lock = BoardLock(self.board)
         try:
-            taken = lock.acquire()
+            taken = lock.acquire(wait=busy_timeout)
         except OSError as exc:
             cause = environment_cause(exc) or exc.strerror
             raise EnvironmentFailure(f"cannot open the board to lock it ({cause})",
                                      "check the permissions, or recover to a new file with --output",
                                      path=self.shown) from None
         if not taken:
-            raise BoardBusy("the board is in use (another process holds a lock on it)", BUSY_HINT, path=self.shown)
+            raise BoardBusy(f"the board is in use (another process held a lock on it for longer than --busy-timeout "
+                            f"{busy_timeout:g} s)", BUSY_HINT, path=self.shown)
         self.lock = lock
         pids = open_by(self.board)
         if pids:
@@ -241,10 +292,11 @@ class _Run:
 
         snap = None
         if not self.in_place and users(self.board):
-            snap = consistent_snapshot(self.board, self.work, busy_timeout=busy_timeout)
+            snap = consistent_snapshot(self.board, self.work, busy_timeout=busy_timeout, shown=self.shown)
             if snap is not None:
                 self.report.snapshot = "sqlite-backup"
         self.snap = snap or forensic_copy(self.board, self.work, shown=self.shown)
+        self.steps("copied")
 
     # --- step 3: checkpoint and triage on a copy of the copy -----------------------------------
     def triage(self) -> Path | None:
@@ -277,6 +329,8 @@ class _Run:
             report.notes.append("the WAL checkpoint was blocked; the salvage reads the WAL itself")
             lines, error = None, "checkpoint blocked"
         if lines == [] and error is None:
+            if header_problems(trial):
+                return self._rewrite(trial)
             report.mode = "wal-only" if report.wal_commits else "healthy"
             return trial
         if lines and index_only(lines):
@@ -286,10 +340,33 @@ class _Run:
             finally:
                 conn.close()
             again, error, _ = integrity_lines(trial)
-            if again == [] and error is None:
+            if again == [] and error is None and not header_problems(trial):
                 report.mode = "reindex"
                 return trial
         return None
+
+    def _rewrite(self, trial: Path) -> Path | None:
+        """Every page reads clean but the header disagrees with the file (``verify`` says so, e.g. a
+        file extended or cut outside SQLite): SQLite's backup API writes the pages it reads into a
+        new file of the true size, byte for byte otherwise. None (salvage) when that is not enough."""
+        fixed = self.work / "rewritten.db"
+        os.close(os.open(fixed, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        inherit_access(fixed, self.board)
+        src = sqlite3.connect(uri(trial, mode="ro"), uri=True)
+        dest = sqlite3.connect(str(fixed), isolation_level=None)
+        try:
+            src.backup(dest)
+        except sqlite3.DatabaseError:
+            return None
+        finally:
+            dest.close()
+            src.close()
+        from .triage import integrity_lines
+
+        if header_problems(fixed) or integrity_lines(fixed)[:2] != ([], None):
+            return None
+        self.report.mode = "resized"
+        return fixed
 
     # --- step 4: salvage and rebuild -----------------------------------------------------------
     def salvage(self, include_freelist: bool, time_limit: float) -> Path:
@@ -300,9 +377,10 @@ class _Run:
 
         report, copy = self.report, self.salvage_from or self.snap.copy
         report.mode = "salvage"
+        self.steps.grow(2)  # the load and the revision chain; the engine adds its phases
         wal = sidecar(copy, "-wal")
         result = salvage(copy, wal if wal.exists() else False, include_freelist=include_freelist,
-                         time_limit=time_limit, shapes=known_shapes(), workdir=self.work)
+                         time_limit=time_limit, shapes=known_shapes(), workdir=self.work, progress=self.steps.phase)
         report.pages_unreadable, report.timed_out = result.pages_unreadable, result.timed_out
         staging = self.work / "rebuilt.db"
         os.close(os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
@@ -311,13 +389,13 @@ class _Run:
             placed = load(result, staging, report, known_shapes())
         finally:
             result.close()  # the spool and the file the rows streamed from
+        self.steps("loaded")
         if not placed:
             raise Refused("nothing could be recovered: no readable row of any table",
                           "the file holds no SQLite pages kanban-migrate can read; the input was left as it was",
                           path=self.shown)
         if self.dump_tmp is not None:
             self._write_dump(staging)
-        runs_before = _count(staging, "task_runs")
         try:
             upgrade(staging, backup=False)
         except KanbanMigrateError as exc:  # about a work file of this run: say what it means here
@@ -326,9 +404,9 @@ class _Run:
                 raise EnvironmentFailure(f"{cause}; nothing was changed", FIX_HINT, path=self.shown) from None
             raise Refused(f"the rebuilt board could not be taken to head ({exc.message}); nothing was changed",
                           "please report this", path=self.shown) from None
-        added = _count(staging, "task_runs") - runs_before
-        if added > 0:
-            report.notes.append(f"{added} run(s) created for running tasks that had none (the revision chain's data change)")
+        self.steps("at head")
+        if report.freelist_rows:
+            _follow_marks(staging)
         report.missing_tasks = _missing_tasks(staging)
         return staging
 
@@ -340,8 +418,8 @@ class _Run:
             fd = os.open(self.dump_tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             self.made.add(self.dump_tmp)
             with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fp:
-                dump_database(conn, fp, title=f"salvage of {self.shown!r} by kanban-migrate recover "
-                                              "(the salvaged tables before the revision chain)")
+                dump_database(conn, fp, title=f"salvage of {os.path.abspath(self.shown)!r} by kanban-migrate "
+                                              "recover (the salvaged tables before the revision chain)")
                 fp.flush()
                 os.fsync(fp.fileno())
         finally:
@@ -356,6 +434,8 @@ class _Run:
             raise Refused(f"the rebuilt board failed its final check ({problem}); nothing was swapped",
                           "please report this", path=self.shown)
         _verify_rebuilt(db, self.shown, self.report)
+        _count_board(db, self.report)
+        self.steps("checked")
 
     # --- step 6: deliver -----------------------------------------------------------------------
     def deliver(self, db: Path) -> None:
@@ -371,16 +451,20 @@ class _Run:
             self._deliver_output(db)
         else:
             self._swap(db)
+        self.steps.finish("delivered")
 
     def _deliver_output(self, db: Path) -> None:
         tmp = self.out_tmp
         self.made.add(tmp)
-        try:
-            os.link(db, tmp)  # the very bytes verify checked
-            copied = False
-        except OSError:
+        copied = True
+        if not self.keep_workdir:  # a kept work folder must not share the recovered board's inode
+            try:
+                os.link(db, tmp)  # the very bytes verify checked
+                copied = False
+            except OSError:
+                pass
+        if copied:
             copy_sparse(db, tmp)
-            copied = True
         fsync_file(tmp)
         problem = check_final(tmp, integrity=copied)
         if problem:
@@ -448,12 +532,41 @@ class _Run:
             self.lock = None
 
 
-def _count(db: Path, table: str) -> int:
+def table_counts(db: Path) -> dict[str, int]:
+    """Rows per table of the database at ``db`` (its own tables, not SQLite's or the stamp)."""
+    from ..schema import INTERNAL_TABLES
+
     conn = sqlite3.connect(uri(db, mode="ro"), uri=True)
     try:
-        return conn.execute(f'SELECT COUNT(*) FROM "{table}"').fetchone()[0]
-    except sqlite3.Error:
-        return 0
+        names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                            "AND name NOT LIKE 'sqlite!_%' ESCAPE '!'")]
+        return {n: conn.execute(f"SELECT COUNT(*) FROM {quote_ident(n)}").fetchone()[0]
+                for n in names if n not in INTERNAL_TABLES and n not in (LOST_AND_FOUND, FREELIST_MARKS)}
+    finally:
+        conn.close()
+
+
+def _count_board(db: Path, report: RecoverReport) -> None:
+    """Rows in the recovered board, per table; without a salvage SQLite read every row of the
+    file, so the rows in the file are the same."""
+    for name, n in table_counts(db).items():
+        t = report.tables.get(name)
+        if t is None:
+            if report.mode == "salvage" and not n:
+                continue  # a table the revision chain made, still empty
+            t = report.tables[name] = TableReport(name)
+        t.in_board = n
+        if report.mode != "salvage":
+            t.in_file = n
+
+
+def _follow_marks(db: Path) -> None:
+    from ..salvage.dump import FreelistMarks
+
+    conn = sqlite3.connect(str(db), isolation_level=None)
+    try:
+        with conn:
+            FreelistMarks.follow(conn)
     finally:
         conn.close()
 
@@ -475,10 +588,12 @@ def _missing_tasks(staging: Path) -> list[str]:
 
 
 def _verify_rebuilt(db: Path, shown: str, report: RecoverReport) -> None:
-    """No integrity or schema error, or nothing is swapped."""
+    """No integrity or schema error, or nothing is swapped. What ``verify`` says of the board
+    (every check, as ``kanban-migrate verify`` runs them) is the report's verdict."""
     from ..verifying import verify
 
-    checked = verify(db, full=True, data=False)
+    checked = verify(db)
+    report.verify = Verdict.of(checked)
     if checked.not_checked is not None:  # a check that could not run is no pass
         raise Refused(f"the rebuilt board could not be verified ({checked.not_checked.reason}); nothing was swapped",
                       checked.not_checked.hint, path=shown)
@@ -488,6 +603,15 @@ def _verify_rebuilt(db: Path, shown: str, report: RecoverReport) -> None:
     if bad:
         raise Refused(f"the rebuilt board fails verification ({bad[0].message}); nothing was swapped",
                       "please report this; the board was left as it was", path=shown)
+
+
+def _verify_healthy(board: Path, report: RecoverReport, busy_timeout: float) -> None:
+    """The board was found healthy and left as it is: ``verify``'s verdict on it, read after the
+    run's lock is gone, so that recover says what ``kanban-migrate verify`` says of the same file
+    (a legacy board not at head, data findings)."""
+    from ..verifying import verify
+
+    report.verify = Verdict.of(verify(board, busy_timeout=busy_timeout))
 
 
 def recover(
@@ -501,10 +625,14 @@ def recover(
     keep_workdir: bool = False,
     busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
     assume_idle: bool = False,
+    progress=None,
 ) -> RecoverReport:
     """Recover the board at ``path`` (README, "recover"). Returns a report whose ``code`` is 0
     (everything readable recovered) or 1 (rebuilt, but rows were lost); raises a refusal (exit 2,
-    3, 4 or 5) where nothing was changed."""
+    3, 4 or 5) where nothing was changed. ``busy_timeout``: how long to wait for another process's
+    lock on the board (in place: the board's lock; with ``--output``: the read of a live board).
+    ``progress(done, total, label)`` is called as each step ends (the total grows once, when a
+    salvage is needed)."""
     started = time.perf_counter()
     shown = str(path)
     _check_input(Path(path), shown)
@@ -513,15 +641,19 @@ def recover(
     out = Path(os.path.abspath(output)) if output is not None else None
     dump_to = Path(os.path.abspath(dump)) if dump is not None else None
     _check_targets(board, out, dump_to)
-    run = _Run(board, shown, out, dump_to, keep_workdir)
+    run = _Run(board, shown, out, dump_to, keep_workdir, progress)
     report = run.report
     try:
-        run.claim(assume_idle)
+        run.claim(assume_idle, busy_timeout)
         run.prepare(Path(workdir) if workdir is not None else None)
         run.copy(busy_timeout)
         result_db = run.triage()
+        run.steps("triaged")
         if report.mode == "healthy" and run.in_place:
+            _count_board(result_db, report)
             run.cleanup()
+            _verify_healthy(board, report, busy_timeout)
+            run.steps.finish("nothing to recover")
             report.seconds = time.perf_counter() - started
             return report
         if result_db is None:
