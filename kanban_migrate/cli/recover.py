@@ -19,22 +19,20 @@ from . import options
 @contextmanager
 def _progress(show: bool):
     """A callback ``(done, total, label)`` for :func:`recover`'s ``progress``, drawing a bar with a
-    fraction on a terminal; a no-op otherwise. The bar starts at the first call (the total is
-    known then)."""
+    fraction on a terminal (None otherwise). The bar starts at the first call, when the total is
+    known; it grows once, when triage asks for a salvage."""
     if not show:
         yield None
         return
     from ..progress import progress_bar
 
-    state: dict = {"bar": None, "advance": None, "shown": 0}
+    state: dict = {"bar": None, "advance": None}
 
     def step(done: int, total: int, label: str) -> None:
         if state["bar"] is None:
             state["bar"] = progress_bar("recovering", total)
             state["advance"] = state["bar"].__enter__()
-        while state["shown"] < done:
-            state["advance"](label)
-            state["shown"] += 1
+        state["advance"](label, completed=done, total=total)
 
     try:
         yield step

@@ -118,7 +118,6 @@ def load(result, staging: Path, report: RecoverReport, shapes: dict) -> int:
             tr.unreadable, tr.from_orphan_pages = t.unreadable_cells, t.orphan_rows
             tr.missing_subtrees = t.missing_subtrees
             tr.from_freelist = t.freelist_rows + t.freeblock_rows
-            tr.in_file = _readable(t)
             if have is None:
                 for row in t.rows:
                     lost.add(row.page, row.rowid, row.source, f"table {name} could not be recreated", name, row.values)
@@ -130,6 +129,8 @@ def load(result, staging: Path, report: RecoverReport, shapes: dict) -> int:
             lost.add(row.page, row.rowid, row.source, row.reason, row.table, row.values)
         report.lost_and_found = lost.layout.rows
         report.freelist_rows = marks.rows
+        for tr in report.tables.values():
+            tr.in_file = tr.recovered + tr.rejected  # every row read was placed or set aside
         placed += lost.layout.rows
         if "tasks" not in created:
             conn.execute(head.create_table_sql(head.tasks))
@@ -140,12 +141,6 @@ def load(result, staging: Path, report: RecoverReport, shapes: dict) -> int:
     finally:
         conn.close()
     return placed
-
-
-def _readable(t) -> int:
-    """Rows of the table the salvage read, whether copied by SQLite or streamed (before any is placed)."""
-    rows = t.rows
-    return sum(r.count for r in rows.runs) + sum(s.count for s in rows.ranked) if rows is not None else 0
 
 
 def _rows(conn, result, name: str, t, have: list[str], tr: TableReport, lost: _Lost, report: RecoverReport,
