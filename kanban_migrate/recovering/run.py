@@ -20,9 +20,9 @@ from ..errors import (BoardBusy, EnvironmentFailure, ExitCode, KanbanMigrateErro
 from . import swap
 from .files import (Made, copy_sparse, environment_cause, fsync_file, identity, make_dirs, make_work, place_new,
                     present, temp_path, work_name)
-from ..salvage.dump import FREELIST_MARKS, LOST_AND_FOUND
-from ..salvage.sqlschema import quote_ident
-from .report import RecoverReport, TableReport, Verdict
+from .final import (check_final, count_board, final_checkpoint, follow_marks, header_problems, missing_tasks,
+                    read_header, verify_healthy, verify_rebuilt)
+from .report import RecoverReport
 
 BUSY_HINT = "stop the board's processes (gateways, dispatcher, workers) first, or pass --output"
 FIX_HINT = "fix it (free space, raise the file-size limit, fix the folder's permissions) and rerun"
@@ -83,78 +83,6 @@ def _hot(journal: Path) -> bool:
             return any(fh.read(28))
     except FileNotFoundError:
         return False
-
-
-def _read_header(path: Path) -> bytes:
-    with open(path, "rb") as fh:
-        return fh.read(100)
-
-
-def header_problems(path: Path) -> list[str]:
-    """What ``verify``'s file check would say about the header of the file at ``path`` (the same
-    :meth:`DbHeader.problems`), so that recover never calls healthy what verify calls damaged."""
-    from ..salvage import DbHeader
-
-    header = _read_header(path)
-    if len(header) < 100 or not header.startswith(MAGIC):
-        return ["no SQLite header"]
-    return DbHeader.parse(header).problems(os.stat(path).st_size)
-
-
-def check_final(path: Path, *, integrity: bool = True) -> str | None:
-    """Why the bytes at ``path`` are not one complete, sound database file, or None: the header's
-    page count times its page size must be the file's size, no WAL may be pending, and
-    ``integrity_check`` must say ok (``integrity=False`` where ``verify --full`` runs it next)."""
-    header = _read_header(path)
-    if len(header) < 100 or not header.startswith(MAGIC):
-        return "no SQLite header"
-    page_size = int.from_bytes(header[16:18], "big")
-    page_size = 65536 if page_size == 1 else page_size
-    pages = int.from_bytes(header[28:32], "big")
-    size = os.stat(path).st_size
-    if header[24:28] == header[92:96]:  # the in-header page count is valid (SQLite >= 3.7.0 wrote it)
-        if pages * page_size != size:
-            return f"the header says {pages} pages of {page_size} bytes, the file has {size} bytes"
-    elif size % page_size:
-        return f"the file's size ({size} bytes) is not a whole number of {page_size}-byte pages"
-    wal = sidecar(path, "-wal")
-    if wal.exists() and wal.stat().st_size:
-        return "a WAL is still pending"
-    if not integrity:
-        return None
-    conn = sqlite3.connect(uri(path, mode="ro", immutable="1"), uri=True)
-    try:
-        rows = [r[0] for r in conn.execute("PRAGMA integrity_check")]
-    except sqlite3.DatabaseError as exc:
-        return f"integrity_check failed: {exc}"
-    finally:
-        conn.close()
-    return None if rows == ["ok"] else f"integrity_check: {rows[0]}"
-
-
-def _final_checkpoint(db: Path, *, new_board: bool) -> None:
-    """Checkpoint everything into the main file and say so, or raise: a checkpoint that did not
-    complete (busy, or a write that failed) must never pass for a finished board. A rebuilt board
-    (``new_board``) then gets the journal mode the application gives a new board
-    (:func:`kanban_migrate.board.journal_mode_for`); a checkpointed copy keeps the board's own."""
-    from ..board import journal_mode_for
-
-    conn = sqlite3.connect(str(db), timeout=1.0, isolation_level=None)  # only this run opens it
-    try:
-        mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
-        if mode == "wal":
-            row = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-            if row is None or row[0] != 0 or row[1] != row[2]:
-                raise Refused(f"the rebuilt board's final checkpoint did not complete ({row})",
-                              "nothing was swapped; rerun", path=str(db))
-        target = (journal_mode_for("delete") or "delete") if new_board else mode
-        if target != mode:
-            got = str(conn.execute(f"PRAGMA journal_mode={target}").fetchone()[0]).lower()
-            if got != target:
-                raise Refused(f"the rebuilt board could not be put in {target} mode (it is {got})",
-                              "nothing was swapped; rerun", path=str(db))
-    finally:
-        conn.close()
 
 
 class _Steps:
@@ -304,7 +232,7 @@ class _Run:
 
         report, copy = self.report, self.snap.copy
         wal = sidecar(copy, "-wal")
-        has_magic = _read_header(copy)[:16] == MAGIC
+        has_magic = read_header(copy)[:16] == MAGIC
         if wal.exists():
             from ..salvage import wal_summary
 
@@ -406,8 +334,8 @@ class _Run:
                           "please report this", path=self.shown) from None
         self.steps("at head")
         if report.freelist_rows:
-            _follow_marks(staging)
-        report.missing_tasks = _missing_tasks(staging)
+            follow_marks(staging)
+        report.missing_tasks = missing_tasks(staging)
         return staging
 
     def _write_dump(self, staging: Path) -> None:
@@ -428,13 +356,13 @@ class _Run:
 
     # --- step 5: the result must be whole before anything is delivered -------------------------
     def finalize(self, db: Path) -> None:
-        _final_checkpoint(db, new_board=self.report.mode == "salvage")
+        final_checkpoint(db, new_board=self.report.mode == "salvage")
         problem = check_final(db, integrity=False)  # verify below runs integrity_check on these bytes
         if problem:
             raise Refused(f"the rebuilt board failed its final check ({problem}); nothing was swapped",
                           "please report this", path=self.shown)
-        _verify_rebuilt(db, self.shown, self.report)
-        _count_board(db, self.report)
+        verify_rebuilt(db, self.shown, self.report)
+        count_board(db, self.report)
         self.steps("checked")
 
     # --- step 6: deliver -----------------------------------------------------------------------
@@ -486,7 +414,7 @@ class _Run:
         image_wal = swap.build_image(db, board, self.image, self.made)
         aside, created = swap.make_aside(board, self.snap.copy, self.snap.digest, self.made, self.aside_tmp)
         self.delivered += created
-        self._wal_mode = _read_header(db)[18:20] == b"\x02\x02"
+        self._wal_mode = read_header(db)[18:20] == b"\x02\x02"
         self.journal.write(phase="ready", image_wal=str(image_wal), aside=[str(p) for p in created],
                            wal=self._wal_mode)
         swap.commit(board, image_wal)
@@ -532,88 +460,6 @@ class _Run:
             self.lock = None
 
 
-def table_counts(db: Path) -> dict[str, int]:
-    """Rows per table of the database at ``db`` (its own tables, not SQLite's or the stamp)."""
-    from ..schema import INTERNAL_TABLES
-
-    conn = sqlite3.connect(uri(db, mode="ro"), uri=True)
-    try:
-        names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
-                                            "AND name NOT LIKE 'sqlite!_%' ESCAPE '!'")]
-        return {n: conn.execute(f"SELECT COUNT(*) FROM {quote_ident(n)}").fetchone()[0]
-                for n in names if n not in INTERNAL_TABLES and n not in (LOST_AND_FOUND, FREELIST_MARKS)}
-    finally:
-        conn.close()
-
-
-def _count_board(db: Path, report: RecoverReport) -> None:
-    """Rows in the recovered board, per table; without a salvage SQLite read every row of the
-    file, so the rows in the file are the same."""
-    for name, n in table_counts(db).items():
-        t = report.tables.get(name)
-        if t is None:
-            if report.mode == "salvage" and not n:
-                continue  # a table the revision chain made, still empty
-            t = report.tables[name] = TableReport(name)
-        t.in_board = n
-        if report.mode != "salvage":
-            t.in_file = n
-
-
-def _follow_marks(db: Path) -> None:
-    from ..salvage.dump import FreelistMarks
-
-    conn = sqlite3.connect(str(db), isolation_level=None)
-    try:
-        with conn:
-            FreelistMarks.follow(conn)
-    finally:
-        conn.close()
-
-
-def _missing_tasks(staging: Path) -> list[str]:
-    from .. import head
-
-    conn = sqlite3.connect(uri(staging, mode="ro"), uri=True)
-    try:
-        have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        parts = [f"SELECT {col} AS task_id FROM {t}" for t, col in head.TASK_CHILDREN.items() if t in have]
-        if not parts:
-            return []
-        sql = (f"SELECT DISTINCT task_id FROM ({' UNION ALL '.join(parts)}) "
-               "WHERE task_id IS NOT NULL AND task_id NOT IN (SELECT id FROM tasks) ORDER BY task_id")
-        return [r[0] for r in conn.execute(sql)]
-    finally:
-        conn.close()
-
-
-def _verify_rebuilt(db: Path, shown: str, report: RecoverReport) -> None:
-    """No integrity or schema error, or nothing is swapped. What ``verify`` says of the board
-    (every check, as ``kanban-migrate verify`` runs them) is the report's verdict."""
-    from ..verifying import verify
-
-    checked = verify(db)
-    report.verify = Verdict.of(checked)
-    if checked.not_checked is not None:  # a check that could not run is no pass
-        raise Refused(f"the rebuilt board could not be verified ({checked.not_checked.reason}); nothing was swapped",
-                      checked.not_checked.hint, path=shown)
-    bad = [f for f in checked.findings if f.severity == "error" and f.check in ("integrity", "schema")]
-    if report.mode != "salvage":
-        bad = [f for f in bad if f.check == "integrity"]  # a WAL-only/REINDEX board keeps its schema
-    if bad:
-        raise Refused(f"the rebuilt board fails verification ({bad[0].message}); nothing was swapped",
-                      "please report this; the board was left as it was", path=shown)
-
-
-def _verify_healthy(board: Path, report: RecoverReport, busy_timeout: float) -> None:
-    """The board was found healthy and left as it is: ``verify``'s verdict on it, read after the
-    run's lock is gone, so that recover says what ``kanban-migrate verify`` says of the same file
-    (a legacy board not at head, data findings)."""
-    from ..verifying import verify
-
-    report.verify = Verdict.of(verify(board, busy_timeout=busy_timeout))
-
-
 def recover(
     path: str | os.PathLike,
     *,
@@ -650,9 +496,9 @@ def recover(
         result_db = run.triage()
         run.steps("triaged")
         if report.mode == "healthy" and run.in_place:
-            _count_board(result_db, report)
+            count_board(result_db, report)
             run.cleanup()
-            _verify_healthy(board, report, busy_timeout)
+            verify_healthy(board, report, busy_timeout)
             run.steps.finish("nothing to recover")
             report.seconds = time.perf_counter() - started
             return report
