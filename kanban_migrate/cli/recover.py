@@ -48,8 +48,7 @@ def _progress(show: bool):
 @click.option("--dump", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the salvage as a SQL script (schema and rows) to read or edit.")
 @click.option("--include-freelist", is_flag=True,
-              help="Also bring back deleted rows; they are listed in the recovered board's table "
-                   "recovered_deleted_rows and marked in --dump.")
+              help="Also bring back deleted rows, listed as such in the recovered board and in --dump.")
 @click.option("--time-limit", type=float, default=600.0, show_default=True, metavar="SECONDS",
               help="Upper bound on the salvage's reading time.")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
