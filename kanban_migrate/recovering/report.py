@@ -101,8 +101,9 @@ class RecoverReport:
 
     @property
     def status(self) -> str:
-        """One word for scripts: healthy (nothing changed), recovered, or rows-lost."""
-        if self.mode == "healthy" and self.output is None:
+        """One word for scripts: healthy (nothing to recover; with --output, a copy was written),
+        recovered, or rows-lost."""
+        if self.mode == "healthy":
             return "healthy"
         return "rows-lost" if self.code else "recovered"
 
@@ -183,7 +184,7 @@ class RecoverReport:
         v = self.verify
         if v is None:
             return []
-        what = "the recovered board" if self.mode != "healthy" or self.output else "the board"
+        what = "the recovered board" if self.mode != "healthy" else "the copy" if self.output else "the board"
         if v.ok is None:
             return [f"  verify could not check {what}: {v.reason}"]
         if v.ok:
@@ -197,7 +198,7 @@ class RecoverReport:
     def _files(self) -> list[str]:
         out = []
         if self.output and not self.in_place:
-            out.append(f"  recovered board: {self.output}")
+            out.append(f"  {'copy of the board' if self.mode == 'healthy' else 'recovered board'}: {self.output}")
         if self.original:
             out.append(f"  original kept as: {self.original}")
         if self.dump:
@@ -225,7 +226,7 @@ class RecoverReport:
     def next_commands(self, *, absolute: bool = False) -> list[str]:
         """What the user does next, as commands (paths quoted for a shell, or absolute in JSON)."""
         board = self._path(self.path, absolute)
-        if self.mode == "healthy" and not self.output:
+        if self.mode == "healthy":
             if self.verify is not None and self.verify.ok is False:
                 return [f"kanban-migrate verify {board}   (the findings in full, with what to do)"]
             return []
