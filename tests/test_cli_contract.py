@@ -111,7 +111,7 @@ CASES = [
     Case("verify-missing", "verify {ws}/missing.db", 2, "", r"kanban-migrate: \S+/missing.db: no such file.*"),
     Case("recover-missing", "recover {ws}/missing.db", 2, "", r"kanban-migrate: \S+/missing.db: no such file.*"),
     Case("recover-healthy", "recover {head} --output {ws}/rescued.db", 0,
-         r"healthy(.|\n)*verify: OK(.|\n)*next: kanban-migrate verify \S+/rescued.db(.|\n)*undo: nothing to undo"),
+         r"healthy(.|\n)*verify: OK(.|\n)*copy of the board: \S+/rescued.db(.|\n)*undo: nothing to undo"),
     Case("recover-legacy-healthy", "recover {legacy}", 0,
          r"the file is healthy: nothing to recover(.|\n)*verify: PROBLEMS(.|\n)*kanban-migrate upgrade"),
     Case("recover-json", "recover --json {head} --output {ws}/rescued.db", 0, "object"),
