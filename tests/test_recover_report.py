@@ -367,4 +367,4 @@ def test_progress_bar_on_a_terminal_only(kanban_board, tmp_path):
         os.close(leader)
     assert proc.returncode == 0
     text = seen.decode(errors="replace")
-    assert "recovering" in text and any(f"/{n}" in text for n in range(5, 20))
+    assert "recovering kanban.db" in text and any(f"/{n}" in text for n in range(5, 20))

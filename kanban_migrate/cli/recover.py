@@ -8,7 +8,7 @@ the exit code the report carries.
 from __future__ import annotations
 
 import sys
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import click
@@ -17,7 +17,7 @@ from . import options
 
 
 @contextmanager
-def _progress(show: bool):
+def _progress(show: bool, name: str):
     """A callback ``(done, total, label)`` for :func:`recover`'s ``progress``, drawing a bar with a
     fraction on a terminal (None otherwise). The bar starts at the first call, when the total is
     known; it grows once, when triage asks for a salvage."""
@@ -26,19 +26,16 @@ def _progress(show: bool):
         return
     from ..progress import progress_bar
 
-    state: dict = {"bar": None, "advance": None}
+    with ExitStack() as stack:
+        advance = None
 
-    def step(done: int, total: int, label: str) -> None:
-        if state["bar"] is None:
-            state["bar"] = progress_bar("recovering", total)
-            state["advance"] = state["bar"].__enter__()
-        state["advance"](label, completed=done, total=total)
+        def step(done: int, total: int, label: str) -> None:
+            nonlocal advance
+            if advance is None:
+                advance = stack.enter_context(progress_bar(f"recovering {name}", total))
+            advance(label, completed=done, total=total)
 
-    try:
         yield step
-    finally:
-        if state["bar"] is not None:
-            state["bar"].__exit__(None, None, None)
 
 
 @click.command("recover")
@@ -72,7 +69,7 @@ def recover_command(db, output, dump, include_freelist, time_limit, workdir, kee
     from ..recovering import recover
     from .rules import json_text
 
-    with _progress(not as_json and sys.stderr.isatty()) as progress:
+    with _progress(not as_json and sys.stderr.isatty(), Path(db).name) as progress:
         report = recover(db, output=output, dump=dump, include_freelist=include_freelist, time_limit=time_limit,
                          workdir=workdir, keep_workdir=keep_workdir, busy_timeout=busy_timeout,
                          assume_idle=assume_idle, progress=progress)
