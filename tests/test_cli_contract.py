@@ -115,6 +115,7 @@ CASES = [
     Case("recover-legacy-healthy", "recover {legacy}", 0,
          r"the file is healthy: nothing to recover(.|\n)*verify: PROBLEMS(.|\n)*kanban-migrate upgrade"),
     Case("recover-json", "recover --json {head} --output {ws}/rescued.db", 0, "object"),
+    Case("recover-json-missing", "recover --json {ws}/missing.db", 2, "object", r"kanban-migrate: \S+/missing.db: no such file.*"),
     Case("recover-busy-timeout", "recover {head} --busy-timeout -1", 2, "",
          r"kanban-migrate: --busy-timeout must be 0 or more seconds .*"),
     # ---- boards, backups, restore ---------------------------------------------------------------------

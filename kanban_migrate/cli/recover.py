@@ -66,13 +66,20 @@ def recover_command(db, output, dump, include_freelist, time_limit, workdir, kee
     3: nothing could be recovered; 4: the board is in use, or cannot be proven idle (use --output);
     5: the machine failed (disk full, file-size limit, read-only folder): nothing was changed.
     """
+    from ..errors import KanbanMigrateError
     from ..recovering import recover
-    from .rules import json_text
+    from .rules import error_dict, fit_hint, json_text
 
-    with _progress(not as_json and sys.stderr.isatty(), Path(db).name) as progress:
-        report = recover(db, output=output, dump=dump, include_freelist=include_freelist, time_limit=time_limit,
-                         workdir=workdir, keep_workdir=keep_workdir, busy_timeout=busy_timeout,
-                         assume_idle=assume_idle, progress=progress)
+    try:
+        with _progress(not as_json and sys.stderr.isatty(), Path(db).name) as progress:
+            report = recover(db, output=output, dump=dump, include_freelist=include_freelist, time_limit=time_limit,
+                             workdir=workdir, keep_workdir=keep_workdir, busy_timeout=busy_timeout,
+                             assume_idle=assume_idle, progress=progress)
+    except KanbanMigrateError as exc:
+        if as_json:  # a board the command could not handle is an object too, besides its line
+            fit_hint(exc, {o for p in recover_command.params for o in getattr(p, "opts", [])})
+            click.echo(json_text([error_dict(str(db), exc)], one=True))
+        raise
     if as_json:
         click.echo(json_text([report.to_dict()], one=True))  # the JSON rule: one DB, one object; paths absolute
     else:
