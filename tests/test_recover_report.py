@@ -240,6 +240,28 @@ def test_without_include_freelist_nothing_is_marked_or_brought_back(with_deleted
     assert report.freelist_rows == 0
 
 
+def test_a_deleted_row_whose_key_was_reused_is_set_aside_not_lost(kanban_board, tmp_path):
+    board = kanban_board(shape="v7", tasks=300, seed=6, name="kanban.db")
+    conn = sqlite3.connect(board, isolation_level=None)
+    conn.execute("PRAGMA secure_delete=OFF")
+    victims = [r[0] for r in conn.execute("SELECT id FROM tasks WHERE rowid % 50 = 0")]
+    conn.execute("DELETE FROM tasks WHERE rowid % 50 = 0")
+    conn.executemany("INSERT INTO tasks (id, title, status, created_at) VALUES (?, 'made again', 'todo', 1)",
+                     [(v,) for v in victims])
+    conn.close()
+    C.zero_root(board, "task_comments", random.Random(7))
+    report = recover(board, output=tmp_path / "out.db", include_freelist=True)
+    aside = report.tables["tasks"].deleted_set_aside
+    assert aside >= 1 and report.deleted_set_aside >= aside
+    assert report.code == 0, report.lines()  # every live row is there; the old copies are set aside
+    out = sqlite3.connect(tmp_path / "out.db")
+    assert {r[0] for r in out.execute("SELECT title FROM tasks WHERE id IN (%s)" % ",".join("?" * len(victims)),
+                                      victims)} == {"made again"}
+    assert out.execute("SELECT COUNT(*) FROM lost_and_found WHERE source IN ('freelist', 'freeblock') "
+                       "AND table_ = 'tasks'").fetchone()[0] == aside
+    assert "not a loss" in "\n".join(report.lines())
+
+
 # --- the dump names the board -----------------------------------------------------------------
 
 def test_dump_header_names_the_board_not_a_work_file(kanban_board, tmp_path):

@@ -83,9 +83,11 @@ class _Lost:
     def __init__(self, conn: sqlite3.Connection, taken):
         self.conn = conn
         self.layout = LostAndFound(taken)
+        self.deleted = 0  # of them, deleted rows (freelist, freeblock): set aside, but not a loss
 
     def add(self, page, rowid, source, reason, table, values) -> None:
         values = tuple(values)
+        self.deleted += source in FreelistMarks.SOURCES
         for stmt in self.layout.prepare(len(values)):
             self.conn.execute(stmt)
         try:
@@ -128,9 +130,9 @@ def load(result, staging: Path, report: RecoverReport, shapes: dict) -> int:
         for row in result.lost_and_found:
             lost.add(row.page, row.rowid, row.source, row.reason, row.table, row.values)
         report.lost_and_found = lost.layout.rows
-        report.freelist_rows = marks.rows
+        report.freelist_rows, report.deleted_set_aside = marks.rows, lost.deleted
         for tr in report.tables.values():
-            tr.in_file = tr.recovered + tr.rejected  # every row read was placed or set aside
+            tr.in_file = tr.recovered + tr.rejected + tr.deleted_set_aside  # every row read was placed or set aside
         placed += lost.layout.rows
         if "tasks" not in created:
             conn.execute(head.create_table_sql(head.tasks))
@@ -198,7 +200,8 @@ def _key_column(name: str, columns: list[str]) -> int | None:
 
 
 def _deleted_row(conn, sql, name, row, idx, use_rowid, tr: TableReport, lost: _Lost, marks: FreelistMarks) -> int:
-    """A deleted row brought back: placed like any row, and listed in ``marks`` with the rowid it got."""
+    """A deleted row brought back: placed like any row, and listed in ``marks`` with the rowid it got.
+    One its table refuses (a live row took its key since) is set aside; no live row is lost."""
     conn.execute("SAVEPOINT deleted")
     try:
         rowid = conn.execute(sql, _values(row, idx, use_rowid)).lastrowid
@@ -208,8 +211,8 @@ def _deleted_row(conn, sql, name, row, idx, use_rowid, tr: TableReport, lost: _L
     except ROW_ERRORS as exc:
         conn.execute("ROLLBACK TO deleted")
         conn.execute("RELEASE deleted")
-        tr.rejected += 1
-        lost.add(row.page, row.rowid, row.source, f"rejected by {name}: {exc}", name, row.values)
+        tr.deleted_set_aside += 1
+        lost.add(row.page, row.rowid, row.source, f"deleted row rejected by {name}: {exc}", name, row.values)
         return 0
 
 

@@ -32,6 +32,7 @@ class TableReport:
     from_orphan_pages: int = 0  # rows placed from pages no b-tree walk reached
     from_freelist: int = 0  # deleted rows brought back (--include-freelist): listed in FREELIST_MARKS
     rejected: int = 0  # rows the table's constraints refused: kept in lost_and_found
+    deleted_set_aside: int = 0  # deleted rows brought back that the table refused (a live row has their key)
     missing_subtrees: int = 0  # child pages the b-tree walk could not follow
     in_file: int | None = None  # rows readable in the source, as far as known (what the salvage read)
     in_board: int | None = None  # rows in the recovered board (after the revision chain)
@@ -72,6 +73,7 @@ class RecoverReport:
     tables: dict[str, TableReport] = field(default_factory=dict)
     lost_and_found: int = 0
     freelist_rows: int = 0  # deleted rows brought back, each listed in the board's FREELIST_MARKS table
+    deleted_set_aside: int = 0  # of the lost_and_found rows, deleted ones (not a loss)
     missing_tasks: list[str] = field(default_factory=list)  # task rows gone, their events/runs not
     partial_rows: list[dict] = field(default_factory=list)  # {table, key, columns}: only the readable part
     partial_count: int = 0
@@ -90,8 +92,10 @@ class RecoverReport:
     def rows_lost(self) -> bool:
         """Rows are (or may be) lost: unreadable cells, rejected or unplaced rows, rows kept only
         in part, tasks whose events survive, a walk that lost a subtree no orphan page made up
-        for, a timeout. A zeroed page that held no readable cell is not a loss by itself."""
-        return bool(self.timed_out or self.missing_tasks or self.lost_and_found or self.partial_count
+        for, a timeout. A zeroed page that held no readable cell is not a loss by itself, nor is a
+        deleted row (``--include-freelist``) set aside because a live row has its key now."""
+        return bool(self.timed_out or self.missing_tasks or self.lost_and_found > self.deleted_set_aside
+                    or self.partial_count
                     or any(t.unreadable or t.rejected or (t.missing_subtrees and not t.from_orphan_pages)
                            for t in self.tables.values()))
 
@@ -144,7 +148,8 @@ class RecoverReport:
         for t in shown:
             line = f"  {t.name:22} {_n(t.in_file):>11} {_n(t.in_board):>12}"
             if salvaged:
-                line += f" {t.unreadable:10} {t.from_orphan_pages:12} {t.from_freelist:7} {t.rejected:9}"
+                line += (f" {t.unreadable:10} {t.from_orphan_pages:12} {t.from_freelist:7}"
+                         f" {t.rejected + t.deleted_set_aside:9}")
             out.append(line)
         if salvaged:
             made = [f"{t.name} +{t.in_board - t.recovered}" for t in shown
@@ -159,8 +164,10 @@ class RecoverReport:
             out.append(f"  {self.freelist_rows} deleted row(s) brought back from the freelist (--include-freelist): "
                        f"each is listed in table {FREELIST_MARKS}")
         if self.lost_and_found:
+            deleted = (f" ({self.deleted_set_aside} of them deleted rows whose key a live row has now: not a loss)"
+                       if self.deleted_set_aside else "")
             out.append(f"  {self.lost_and_found} row(s) matched no table or were refused by it: "
-                       f"kept in table {LOST_AND_FOUND}")
+                       f"kept in table {LOST_AND_FOUND}{deleted}")
         if self.partial_count:
             out.append(f"  {self.partial_count} row(s) kept with only their readable part (a broken overflow chain):")
             for p in self.partial_rows[:20]:
