@@ -106,6 +106,7 @@ def test_from_backup_brings_the_lost_rows_back_marked_and_verify_passes(lost):
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["rows"]["tasks"] == len(report.missing_tasks) and not result["left_out"]
+    assert result["ok"] is True and result["status"] == "brought-back"
     assert sha256(backup) == kept  # the copy is only read
     old = {r["id"]: r for r in rows(backup, "tasks")}
     now = {r["id"]: r for r in rows(board, "tasks")}

@@ -252,8 +252,16 @@ class BroughtBack:
     seconds: float = 0.0
     code: int = 0
 
+    @property
+    def status(self) -> str:
+        """One word for scripts, as ``recover --json`` has one: rows-left-out, brought-back or
+        nothing-to-do."""
+        return "rows-left-out" if self.code else "brought-back" if self.rows else "nothing-to-do"
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["ok"], d["status"] = self.code == 0, self.status
+        return d
 
     def lines(self) -> list[str]:
         name = Path(self.backup).name
