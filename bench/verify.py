@@ -140,10 +140,7 @@ def parallel_cores(cmd: list[str], priority: bool) -> float:
 
 
 def _verify_cmd(path: Path, *extra: str) -> list[str]:
-    code = (
-        "import sys;from kanban_migrate.verifying.cli import verify_command;"
-        "verify_command.main(sys.argv[1:], prog_name='kanban-migrate verify')"
-    )
+    code = "import sys;from kanban_migrate.cli import main;sys.exit(main(['verify', *sys.argv[1:]]))"
     return [sys.executable, "-c", code, *extra, str(path)]
 
 

@@ -13,7 +13,7 @@ from kanban_migrate import fixtures, head
 from kanban_migrate.errors import MissingBoard
 from kanban_migrate.verifying import Finding, VerifyReport, verify
 from kanban_migrate.verifying.checks import classify, result_lines
-from test_verify_support import digest, findings, listing, make_board, plant, query
+from test_verify_support import digest, findings, listing, make_board, plant, query, repoint_index
 
 
 def problems(report):
@@ -367,13 +367,7 @@ def test_classify_tells_index_damage_from_table_damage():
 
 def test_index_only_damage_found_by_full_check_with_reindex_hint(tmp_path):
     path = make_board(tmp_path)
-    conn = sqlite3.connect(path)
-    conn.execute("PRAGMA writable_schema=ON")
-    # The index keeps entries built for (status); the schema now says (title): index damage only.
-    conn.execute("UPDATE sqlite_master SET sql = 'CREATE INDEX idx_tasks_status ON tasks(title)' "
-                 "WHERE name = 'idx_tasks_status'")
-    conn.commit()
-    conn.close()
+    repoint_index(path)
     report = verify(path, full=True)
     (f,) = findings(report, "integrity")
     assert (f.severity, f.table) == ("error", "tasks")

@@ -66,6 +66,17 @@ def plant(path: Path, *statements: str, params=()) -> None:
     checkpoint(path)
 
 
+def repoint_index(path: Path) -> None:
+    """Index-only damage: idx_tasks_status keeps its entries built for (status) while the schema
+    now says (title). ``integrity_check`` sees it, ``quick_check`` does not."""
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA writable_schema=ON")
+    conn.execute("UPDATE sqlite_master SET sql = 'CREATE INDEX idx_tasks_status ON tasks(title)' "
+                 "WHERE name = 'idx_tasks_status'")
+    conn.commit()
+    conn.close()
+
+
 def query(path: Path, sql: str, params=()):
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:

@@ -34,9 +34,9 @@ import sqlite3
 import threading
 
 from ..board import DEFAULT_BUSY_TIMEOUT
-from ..errors import ExitCode, MissingBoard
+from ..errors import ExitCode, KanbanMigrateError, MissingBoard
 from . import access, checks
-from .model import CHECKS, SEVERITIES, Finding, NotChecked, VerifyReport
+from .model import CHECKS, HINT_BUG, SEVERITIES, Finding, NotChecked, VerifyReport
 
 __all__ = ["verify", "verify_many", "VerifyReport", "Finding", "NotChecked", "SEVERITIES", "CHECKS"]
 
@@ -104,7 +104,7 @@ def _attempt_once(path, report: VerifyReport, *, quick: bool, data: bool, busy_t
                     return False
                 raise access.cannot_run(exc) or NotChecked(
                     ExitCode.INTERNAL, f"verify stopped: {type(exc).__name__}: {exc}",
-                    "report this as a bug of kanban-migrate, with the board if possible") from None
+                    HINT_BUG) from None
             if not view.unchanged():
                 return False
         blocked = next((f.cause for f in report.findings if f.cause is not None), None)
@@ -118,8 +118,42 @@ def _attempt_once(path, report: VerifyReport, *, quick: bool, data: bool, busy_t
     return True
 
 
-def verify_many(paths, **kw) -> list[VerifyReport]:
-    return [verify(p, **kw) for p in paths]
+def verify_many(paths, *, jobs: int | None = None, on_done=None, **kw) -> list[VerifyReport]:
+    """A report per path, in order; in parallel processes when ``jobs`` > 1 (default: the core
+    count). Every board is tried: one that cannot be checked (a missing path included) is a report
+    whose ``not_checked`` says why. ``on_done(report)`` is called as each board finishes."""
+    paths = [str(p) for p in paths]
+    jobs = jobs or os.cpu_count() or 1
+    if jobs <= 1 or len(paths) <= 1:
+        reports = []
+        for p in paths:
+            reports.append(_verify_one(p, kw))
+            if on_done:
+                on_done(reports[-1])
+        return reports
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    out: list = [None] * len(paths)
+    with ProcessPoolExecutor(max_workers=min(jobs, len(paths))) as pool:
+        futures = {pool.submit(_verify_one, p, kw): i for i, p in enumerate(paths)}
+        for fut in as_completed(futures):
+            out[futures[fut]] = fut.result()
+            if on_done:
+                on_done(out[futures[fut]])
+    return out
+
+
+def _verify_one(path: str, kw: dict) -> VerifyReport:
+    """:func:`verify`, with a refusal (a missing path) or a bug turned into a report that says why
+    the board was not checked: one board never stops the others."""
+    try:
+        return verify(path, **kw)
+    except KanbanMigrateError as exc:
+        return VerifyReport(path, not_checked=NotChecked(exc.code, exc.message, exc.hint))
+    except Exception as exc:  # noqa: BLE001 - a bug, reported for this board only
+        if os.environ.get("KANBAN_MIGRATE_DEBUG"):
+            raise
+        return VerifyReport(path, not_checked=NotChecked(ExitCode.INTERNAL, f"verify stopped: {exc!r}", HINT_BUG))
 
 
 def data_threads() -> int:
@@ -223,7 +257,7 @@ def _integrity_worker(connect, quick, out, work) -> None:
         out.append(Finding("integrity", "error", f"integrity check stopped: {type(exc).__name__}: {exc}",
                            cause=access.cannot_run(exc) or NotChecked(
                                ExitCode.INTERNAL, f"the integrity check stopped: {type(exc).__name__}: {exc}",
-                               "report this as a bug of kanban-migrate")))
+                               HINT_BUG)))
     try:
         if conn is not None:
             _work(conn, work)

@@ -9,6 +9,7 @@ SEVERITIES = ("error", "warning", "info")
 CHECKS = ("file", "integrity", "schema", "revision", "data")
 MAX_EXAMPLES = 5
 HINT_UPGRADE = "run 'kanban-migrate upgrade' on it"
+HINT_BUG = "report this as a bug of kanban-migrate, with the board if possible"
 
 
 @dataclass
