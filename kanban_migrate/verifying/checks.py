@@ -2,7 +2,7 @@
 
 Each check takes what it inspects (file facts, a read-only connection, a schema snapshot) and
 returns a list of :class:`Finding`; none of them writes anything, and none raises on a damaged
-board: SQLite errors become findings. The ``data`` check lives in :mod:`.data`.
+board: SQLite errors become findings. The ``data`` check is :mod:`.invariants` (what) and :mod:`.scan` (how).
 """
 
 from __future__ import annotations
