@@ -292,3 +292,15 @@ def test_an_unreadable_board_is_one_line_exit_5(tmp_path):
         assert digest(path) == before and listing(shared) == ["kanban.db"]
     finally:
         shutil.rmtree(shared, ignore_errors=True)
+
+
+def test_the_verify_library_never_imports_click(tmp_path):
+    import subprocess
+    import sys
+
+    path = make_board(tmp_path)
+    code = ("import sys; from kanban_migrate.verifying import verify_many;"
+            "r, = verify_many([sys.argv[1]], jobs=1); assert r.ok, r.findings;"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('click', 'rich')))")
+    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
+    assert (proc.returncode, proc.stdout.strip()) == (0, "[]"), proc.stderr
