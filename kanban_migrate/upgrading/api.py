@@ -294,23 +294,11 @@ def upgrade_many(paths: list[str], *, jobs: int | None = None, on_done=None, **k
     """Upgrade several boards, in parallel processes when ``jobs`` > 1; one board's failure never
     stops the others. Results come back in the order of ``paths``; ``on_done(result)`` is called
     as each board finishes (progress)."""
-    jobs = jobs or os.cpu_count() or 1
-    results: list[UpgradeResult | None] = [None] * len(paths)
-    if jobs <= 1 or len(paths) <= 1:
-        for i, p in enumerate(paths):
-            results[i] = _one(p, kw)
-            if on_done:
-                on_done(results[i])
-        return results  # type: ignore[return-value]
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from functools import partial
 
-    with ProcessPoolExecutor(max_workers=min(jobs, len(paths))) as pool:
-        futures = {pool.submit(_one, p, kw): i for i, p in enumerate(paths)}
-        for fut in as_completed(futures):
-            results[futures[fut]] = fut.result()
-            if on_done:
-                on_done(results[futures[fut]])
-    return results  # type: ignore[return-value]
+    from ..parallel import each
+
+    return each(partial(_one, kw=kw), paths, jobs=jobs, on_done=on_done)
 
 
 def upgrade_all(home: str | os.PathLike | None = None, *, jobs: int | None = None,

@@ -122,25 +122,11 @@ def verify_many(paths, *, jobs: int | None = None, on_done=None, **kw) -> list[V
     """A report per path, in order; in parallel processes when ``jobs`` > 1 (default: the core
     count). Every board is tried: one that cannot be checked (a missing path included) is a report
     whose ``not_checked`` says why. ``on_done(report)`` is called as each board finishes."""
-    paths = [str(p) for p in paths]
-    jobs = jobs or os.cpu_count() or 1
-    if jobs <= 1 or len(paths) <= 1:
-        reports = []
-        for p in paths:
-            reports.append(_verify_one(p, kw))
-            if on_done:
-                on_done(reports[-1])
-        return reports
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from functools import partial
 
-    out: list = [None] * len(paths)
-    with ProcessPoolExecutor(max_workers=min(jobs, len(paths))) as pool:
-        futures = {pool.submit(_verify_one, p, kw): i for i, p in enumerate(paths)}
-        for fut in as_completed(futures):
-            out[futures[fut]] = fut.result()
-            if on_done:
-                on_done(out[futures[fut]])
-    return out
+    from ..parallel import each
+
+    return each(partial(_verify_one, kw=kw), [str(p) for p in paths], jobs=jobs, on_done=on_done)
 
 
 def _verify_one(path: str, kw: dict) -> VerifyReport:
