@@ -89,15 +89,16 @@ def fingerprint(s: Schema) -> Fingerprint:
         evidence.append("tasks lacks early columns (#112953)")
     if has(*LEGACY_COLUMNS["tasks"]):
         variants.append("legacy-counters")
-    from . import head  # lazy: SQLAlchemy only when a board is really inspected
+    from .headfacts import expected as head_schema  # head's schema, without SQLAlchemy when kept
 
-    head_tables = head.metadata.tables
+    expected = head_schema()
+    head_tables = expected.tables
     fork = [
         f"{t}.{c}"
         for t in KANBAN_TABLES
         if t in s.tables and t in head_tables
         for c in s.tables[t].columns
-        if c not in head_tables[t].c and c not in LEGACY_COLUMNS.get(t, ())
+        if c not in head_tables[t].columns and c not in LEGACY_COLUMNS.get(t, ())
     ]
     if fork:
         variants.append("fork-columns")
@@ -107,7 +108,6 @@ def fingerprint(s: Schema) -> Fingerprint:
         variants.append("recipe-tables" if any(t.startswith("recipe_") for t in extra_tables) else "extra-tables")
         evidence.append("tables head does not know: " + ", ".join(sorted(extra_tables)))
     drift = []
-    expected = head.expected()
     for t in KANBAN_TABLES:
         have, want = s.tables.get(t), expected.tables.get(t)
         if have is None or want is None:

@@ -23,7 +23,7 @@ finding of damage. Only a path that does not exist raises
 
 Two connections work at once (SQLite releases the GIL while a query runs). A thread starts the
 integrity PRAGMA first, on its own connection; meanwhile the main thread checks the header,
-fingerprints the board and compares it with head (the import of SQLAlchemy that needs), then
+fingerprints the board and compares it with head (:mod:`kanban_migrate.headfacts`), then
 takes data jobs; the integrity thread takes them too once its PRAGMA is done
 (:class:`.work.Work` decides which job goes where). On more than two cores, more threads join.
 """
@@ -149,8 +149,6 @@ def _run(facts: checks.FileFacts, report: VerifyReport, watcher: access.Watcher,
     the fingerprint, the stamp and the plan of the jobs; then the schema and revision checks while
     the jobs run, and this thread takes jobs too (module docstring)."""
     from ..schema import snapshot
-    from .invariants import prepare
-    from .scan import finish
     from .work import Crew, Work
 
     try:
@@ -158,7 +156,7 @@ def _run(facts: checks.FileFacts, report: VerifyReport, watcher: access.Watcher,
     except sqlite3.Error as exc:
         report.findings.append(checks.sqlite_error("integrity", exc, "cannot open the board"))
         return
-    crew = Crew(watcher.connect, Work(), prepare)
+    crew = Crew(watcher.connect, Work(), _prepare)
     watcher.work = crew.work
     integrity: list[Finding] = []
     try:
@@ -169,7 +167,7 @@ def _run(facts: checks.FileFacts, report: VerifyReport, watcher: access.Watcher,
             return
         crew.start("verify-integrity", _integrity(watcher.connect, quick, integrity))
         report.findings.extend(checks.header_problems(facts))  # imports the salvage reader meanwhile
-        fp, has_table, stamp = _identify(conn, board, report)  # imports head while the PRAGMA runs
+        fp, has_table, stamp = _identify(conn, board, report)
         plan, fk_units = _queue(crew, conn, board, quick=quick, data=data and fp.is_kanban, stamped=stamp is not None)
         schema = checks.check_schema(board, fp)
         at_head = not any(f.severity == "error" for f in schema)
@@ -177,6 +175,8 @@ def _run(facts: checks.FileFacts, report: VerifyReport, watcher: access.Watcher,
         crew.drain(conn)
         crew.join()
         if plan is not None:
+            from .scan import finish
+
             finish(plan, conn)
     finally:
         crew.join()
@@ -185,6 +185,13 @@ def _run(facts: checks.FileFacts, report: VerifyReport, watcher: access.Watcher,
     report.findings.extend(f for unit in fk_units for f in unit.findings)
     report.findings.extend(schema + revision)
     report.findings.extend(f for unit in (plan.units if plan is not None else ()) for f in unit.findings)
+
+
+def _prepare(conn: sqlite3.Connection) -> None:
+    """:func:`.invariants.prepare`, imported once the integrity PRAGMA runs (not before it)."""
+    from .invariants import prepare
+
+    prepare(conn)
 
 
 def _integrity(connect, quick: bool, out: list[Finding]):

@@ -188,7 +188,7 @@ def json_flag(column: str) -> Flag:
 def event_kind_flag() -> Flag:
     """Old event kind: ``task_events.kind`` that every upgrade renames (``info``: the application
     of the board's era wrote it)."""
-    from ..head import EVENT_KIND_RENAMES as old
+    from ..headfacts import EVENT_KIND_RENAMES as old
 
     renames = ", ".join(f"{a} -> {b}" for a, b in old.items())
     return Flag(in_set("kind", old), "info", "{n} event(s) of {table} with a kind the upgrade renames ({values})",
@@ -228,7 +228,7 @@ def run_flags(board: Schema, *, stamped: bool = True) -> list[Flag]:
 def table_flags(board: Schema, table: str, *, stamped: bool = True) -> list[Flag]:
     """The row-level rules that fit ``table`` as this board has it, but the NUL search (whose
     columns :func:`.scan.plan` chooses) and the vocabularies (:func:`vocabularies`)."""
-    from ..head import JSON_COLUMNS
+    from ..headfacts import JSON_COLUMNS
 
     flags = [json_flag(c) for c in JSON_COLUMNS.get(table, ()) if board.has_column(table, c)]
     if table == "tasks":
@@ -281,7 +281,7 @@ class Vocabulary:
 
 def vocabularies(board: Schema) -> list[Vocabulary]:
     """The open vocabularies this board has columns for (known values from :mod:`kanban_migrate.head`)."""
-    from .. import head
+    from .. import headfacts as head
 
     out = []
     for table, column, known, nullable, what in (
@@ -298,7 +298,7 @@ def vocabularies(board: Schema) -> list[Vocabulary]:
 def task_references(board: Schema) -> list[tuple[str, str]]:
     """``(table, column)`` of every column this board has that names a task (``head.TASK_CHILDREN``
     and both ends of a link); empty without ``tasks.id``."""
-    from ..head import TASK_CHILDREN
+    from ..headfacts import TASK_CHILDREN
 
     if not (board.has_table("tasks") and board.has_column("tasks", "id")):
         return []

@@ -300,7 +300,7 @@ def plan(board: Schema, conn: sqlite3.Connection | None = None, *, quick: bool =
 def _plan_scans(p: Plan, board: Schema, conn, references: dict[str, list[Orphans]], *, quick: bool,
                 stamped: bool) -> dict[str, tuple[Scan | None, Flag | None]]:
     """One :class:`Scan` per table of :data:`SCANNED` that has rules; ``{table: (scan, its NUL flag)}``."""
-    from ..head import JSON_COLUMNS
+    from ..headfacts import JSON_COLUMNS
 
     scans: dict[str, tuple[Scan | None, Flag | None]] = {}
     for table, cost in SCANNED.items():
@@ -330,7 +330,7 @@ def _scan(board: Schema, table: str, flags: list[Flag], kind: str = "scan", scop
 
 
 def _full_nul(board: Schema, table: str) -> Flag:
-    from ..head import JSON_COLUMNS
+    from ..headfacts import JSON_COLUMNS
 
     return nul_flag(board, table, skip=JSON_COLUMNS.get(table, ()))
 
