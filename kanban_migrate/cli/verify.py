@@ -33,6 +33,10 @@ def command(dbs, include_all, home, quick, full, as_json, nl, quiet, jobs, busy_
     --quick; foreign keys), schema (against head), revision (alembic_version) and data (the
     kanban invariants). With no DB: the boards of the Hermes home; none is not an error.
     With --quiet only boards with problems are named, one line each.
+
+    Every board is tried and the worst exit code wins. Exit 0: healthy; 1: errors or warnings;
+    2: usage or a missing path; 4: locked, not checked; 5: the machine refused a read, not
+    checked; 70: a bug.
     """
     if quick and full:
         raise UsageError("--quick and --full cannot be combined", "--full is the default; pass one of them")
