@@ -52,15 +52,15 @@ class Row(tuple):
 
     def __new__(cls, rowid, values, source, page, partial=False, partial_columns=()):
         if partial:
-            return _tnew(cls, (rowid, values, source, page, True, tuple(partial_columns)))
-        return _tnew(cls, (rowid, values, source, page))
+            return new_tuple(cls, (rowid, values, source, page, True, tuple(partial_columns)))
+        return new_tuple(cls, (rowid, values, source, page))
 
     def __repr__(self) -> str:
         extra = f", partial=True, partial_columns={self.partial_columns!r}" if self.partial else ""
         return f"Row(rowid={self[0]!r}, values={self[1]!r}, source={self[2]!r}, page={self[3]}{extra})"
 
 
-_tnew = tuple.__new__
+new_tuple = tuple.__new__     # a Row (or other tuple subclass) without calling its __new__: per row, so it counts
 
 
 @dataclass
@@ -150,7 +150,7 @@ class Segment:
 
 
 def _row(item) -> Row:
-    return _tnew(Row, item)
+    return new_tuple(Row, item)
 
 
 def _lost(item) -> LostRow:

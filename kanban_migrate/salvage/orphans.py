@@ -101,15 +101,13 @@ def find_unreached(sv: Salvager) -> OrphanScan:
 
 def group_by_interiors(sv: Salvager, scan: OrphanScan) -> None:
     """B-tree structure among orphans: each page's orphan interior parent."""
-    usable = sv.usable
     for pg in scan.interiors:
-        page = sv.get(pg)
-        hdr = parse_page_header(page, pg, usable, strict=True) if page is not None else None
+        page, hdr = sv.btree_page(pg, strict=True)
         if hdr is None:
             continue
         try:
             ptrs = cell_pointers(page, hdr)
-            kids = [_U32.unpack_from(page, p)[0] for p in ptrs if p + 4 <= usable]
+            kids = [_U32.unpack_from(page, p)[0] for p in ptrs if p + 4 <= sv.usable]
         except struct.error:
             kids = []
         kids.append(hdr.right_child)
@@ -156,8 +154,7 @@ def _ptrmap_owner(sv: Salvager, pg: int) -> str | None:
 
 def decode_leaf(sv: Salvager, pg: int):
     """(records, bad, broken, overflow pages) of an orphan leaf, or None if it holds nothing."""
-    page = sv.get(pg)
-    hdr = parse_page_header(page, pg, sv.usable, strict=True) if page is not None else None
+    page, hdr = sv.btree_page(pg, strict=True)
     if hdr is None:
         return None
     local: list[int] = []
@@ -191,8 +188,7 @@ def _is_schema_page(records, n: int) -> bool:
 
 def _looks_like_schema_page(sv: Salvager, pg: int) -> bool:
     """Decide from the leaf's records one by one, stopping once the majority is decided."""
-    page = sv.get(pg)
-    hdr = parse_page_header(page, pg, sv.usable, strict=True) if page is not None else None
+    page, hdr = sv.btree_page(pg, strict=True)
     if hdr is None or not hdr.cell_count:
         return False
     # a schema row starts with its type ('table', 'index', ...) as text: other first serial types
@@ -272,8 +268,7 @@ def place_index_pages(sv: Salvager, scan: OrphanScan) -> None:
         sv.claimed[pg] = "orphan-index"
         if not wr_tables:
             continue
-        page = sv.get(pg)
-        hdr = parse_page_header(page, pg, sv.usable, strict=True) if page is not None else None
+        page, hdr = sv.btree_page(pg, strict=True)
         if hdr is None:
             continue
         local: list[int] = []
