@@ -309,10 +309,8 @@ def decode_record(buf: bytes, start: int, end: int, enc: str = "utf-8",
             v = buf[off]
             append(v - 256 if v > 127 else v)
             off += 1
-        elif t == 8:
-            append(0)
-        elif t == 9:
-            append(1)
+        elif t == 8 or t == 9:
+            append(t - 8)
         elif t == 3 or t == 5:
             e = off + (3 if t == 3 else 6)
             if e > end:
