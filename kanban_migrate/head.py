@@ -235,7 +235,6 @@ TASK_STATUSES = frozenset(
     {"triage", "todo", "scheduled", "ready", "running", "blocked", "review", "done", "archived"}
 )
 WORKSPACE_KINDS = frozenset({"scratch", "worktree", "dir"})
-BLOCK_KINDS = frozenset({"dependency", "needs_input", "capability", "transient"})
 RUN_STATUSES = frozenset(
     {"running", "done", "blocked", "crashed", "timed_out", "failed", "released", "reclaimed",
      "completed", "spawn_failed", "gave_up", "scheduled", "review", "ready"}

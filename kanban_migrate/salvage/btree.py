@@ -31,6 +31,8 @@ class BtreeReader:
 
     # One piece: the hot loop of the salvage (every cell of every leaf it decodes), so the
     # in-page case stays inline; cells with overflow chains are handed to :meth:`overflow_cell`.
+    # The cell header is read by the one table_cell_header: inlining it again measured ~1% of
+    # this loop (bench: 11,163 leaves of the 105 MB board), not worth a second copy.
     def leaf_records(self, page, hdr: PageHeader, pgno: int, claimed_local: list[int], check_claims=True):
         """Decode the cells of a table-leaf page.
 
@@ -57,23 +59,25 @@ class BtreeReader:
             return out, hdr.cell_count, broken
         floor = hdr.header_offset + hdr.header_size + 2 * hdr.cell_count
         append = out.append
+        header = table_cell_header
+        decode = decode_record
         for ptr in ptrs:
             if ptr < floor or ptr >= usable:
                 bad += 1
                 continue
             try:
-                plen, rowid, p = table_cell_header(page, ptr)
+                plen, rowid, p = header(page, ptr)
                 if plen <= maxlocal:
                     end = p + plen
                     try:
                         if end > usable:
                             raise RecordError("payload overruns the page")
-                        append((rowid, decode_record(page, p, end, enc, errors)))
+                        append((rowid, decode(page, p, end, enc, errors)))
                     except RecordError:
                         # A damaged payload-size varint (a bit flip) while the record itself is
                         # intact: trust the record's own header where it fits on the page, as
                         # SQLite's .recover does. Garbage rarely forms a consistent header.
-                        append((rowid, decode_record(page, p, record_end(page, p, usable), enc, errors)))
+                        append((rowid, decode(page, p, record_end(page, p, usable), enc, errors)))
                         self.repaired_cells += 1
                 elif plen > max_payload or not self.overflow_cell(page, p, plen, rowid, usable, claims,
                                                                   claimed_local, out, broken):

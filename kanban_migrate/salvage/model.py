@@ -17,7 +17,6 @@ from operator import itemgetter
 from .fileformat import DbHeader, FreelistInfo
 from .wal import WalSummary
 
-SOURCES = ("btree", "orphan", "freelist", "freeblock")
 RANK = {"btree": 0, "orphan": 1}          # everything else ranks 2
 SPOOL_BATCH = 2048                        # rows per spooled batch: memory per open stream
 
