@@ -218,7 +218,7 @@ class RowStream:
 
     def __init__(self, spool: Spool, reader=None):
         self.runs: list[Run] = []
-        self._reader = reader          # run -> iterator of Row (set by the engine)
+        self._reader = reader          # run -> iterator of Row (the salvage state's run_rows)
         self.ranked = [Segment(spool, _row), Segment(spool, _row), Segment(spool, _row)]
 
     def add(self, rowid, values, source, page) -> None:

@@ -18,11 +18,11 @@ class Table:
     """Per-table state: its candidate shape, finalizer, rowids seen and row stream."""
 
     def __init__(self, name, columns, cand: Candidate | None, td: TableDef | None, spool: Spool,
-                 sql=None, rootpage=None):
+                 sql=None, rootpage=None, reader: Callable | None = None):
         self.name = name
         self.cand = cand
         self.td = td
-        self.rows = RowStream(spool)
+        self.rows = RowStream(spool, reader)
         self.out = TableSalvage(name=name, columns=list(columns), sql=sql, rootpage=rootpage, rows=self.rows)
         if td is not None:
             self.out.without_rowid = td.without_rowid

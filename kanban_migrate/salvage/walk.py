@@ -85,8 +85,7 @@ class Salvager(BtreeReader):
             raise Timeout
 
     def new_table(self, name, columns, cand, td, sql=None, rootpage=None) -> Table:
-        t = Table(name, columns, cand, td, self.spool, sql, rootpage)
-        t.rows._reader = lambda run, t=t: self.run_rows(t, run)
+        t = Table(name, columns, cand, td, self.spool, sql, rootpage, reader=lambda run: self.run_rows(t, run))
         self.tables[name] = t
         return t
 
