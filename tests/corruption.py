@@ -231,3 +231,37 @@ def garble_overflow_chains(path: Path, table: str, rng: random.Random, count: in
     for chain in hit.values():
         write_page(path, chain[at], struct.pack(">I", 0xFFFFFFF0 - rng.randrange(1000)) + rng.randbytes(ps - 4))
     return hit
+
+
+def extend_with_garbage(path: Path, rng: random.Random, size: int = 5000) -> None:
+    """``size`` random bytes appended (a copy tool that wrote past the end): every page still
+    reads clean, but the file's size no longer agrees with its header."""
+    with open(path, "ab") as fh:
+        fh.write(rng.randbytes(size))
+
+
+def mismatch_index(path: Path, index: str, table: str, column: str) -> None:
+    """Index-only damage: ``index``'s stored definition rewritten to another column, so its
+    entries no longer match its table (``REINDEX`` repairs it; no row is touched)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA writable_schema=ON")
+        conn.execute("UPDATE sqlite_master SET sql = ? WHERE name = ?",
+                     (f"CREATE INDEX {index} ON {table}({column})", index))
+    finally:
+        conn.close()
+
+
+def delete_rows(path: Path, table: str, where: str) -> list:
+    """Delete rows (``secure_delete`` off, so their cells stay on freed pages) and return the
+    rowids deleted: what ``--include-freelist`` may bring back."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA secure_delete=OFF")
+        gone = [r[0] for r in conn.execute(f"SELECT rowid FROM {table} WHERE {where}")]
+        conn.execute(f"DELETE FROM {table} WHERE {where}")
+        if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return gone
+    finally:
+        conn.close()

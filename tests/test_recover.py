@@ -19,6 +19,7 @@ from kanban_migrate import head, schema
 from kanban_migrate.board import journal_mode_for
 from kanban_migrate.errors import ExitCode, Refused
 from kanban_migrate.recovering import recover
+from kanban_migrate.salvage.dump import FREELIST_MARKS
 from kanban_migrate.upgrading import upgrade
 
 KEYS = {"tasks": ("id",), "task_links": ("parent_id", "child_id"),
@@ -271,9 +272,18 @@ def test_garbage_freelist_trunk(tmp_path, board_cache):
     # make it malformed elsewhere too (with the events tree itself destroyed, a freed leaf page
     # could not be told from an orphaned live one once the freelist trunk is garbage)
     C.zero_root(board, "task_comments", random.Random(7))
+    damaged_copy = tmp_path / "damaged.db"
+    shutil.copyfile(board, damaged_copy)
     report = recover(board, include_freelist=False)
     yields = compare(board, truth)
     assert yields["task_events"] == 1.0 and yields["tasks"] == 1.0 and yields["task_comments"] == 1.0
     assert report.code in (0, 1)
-    # with include_freelist, deleted rows may come back, but only marked as such
-    shutil.copyfile(truth, tmp_path / "unused.db")
+    # with include_freelist, deleted rows may come back, but only marked as such: every event
+    # the truth does not hold is listed in the marks table, and every live one is still there
+    out = tmp_path / "with-freelist.db"
+    again = recover(damaged_copy, output=out, include_freelist=True)
+    live = {r["id"] for r in rows(truth, "task_events")}
+    got = {r["id"] for r in rows(out, "task_events")}
+    marked = {r["key"] for r in rows(out, FREELIST_MARKS) if r["table_"] == "task_events"} if again.freelist_rows else set()
+    assert live <= got and got - live <= marked and not marked & live
+    assert again.freelist_rows == len(marked) > 0, again.lines()
