@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import ROOT, dir_state
+from support import ROOT, dir_state
 from corruption import garble_index
 
 ALEMBIC = Path(sys.executable).with_name("alembic")
@@ -29,8 +29,8 @@ def stamp(path: Path):
         c.close()
 
 
-def test_upgrade_logs_backs_up_and_reaches_head(make_board):
-    path = make_board("v0")
+def test_upgrade_logs_backs_up_and_reaches_head(kanban_board):
+    path = kanban_board("v0", tasks=120, name="kanban.db")
     proc = alembic("-x", f"db={path}", "upgrade", "head")
     assert proc.returncode == 0, proc.stderr
     assert "INFO  [alembic.runtime.migration] Running upgrade  -> v0" in proc.stderr
@@ -39,9 +39,9 @@ def test_upgrade_logs_backs_up_and_reaches_head(make_board):
     assert len(list(path.parent.glob("kanban.db.pre-upgrade.*.bak"))) == 1
 
 
-def test_a_damaged_board_is_refused_unchanged_in_one_line(board_cache, tmp_path):
+def test_a_damaged_board_is_refused_unchanged_in_one_line(kanban_board_template, tmp_path):
     path = tmp_path / "kanban.db"
-    shutil.copyfile(board_cache("v0", 200, 3), path)
+    shutil.copyfile(kanban_board_template("v0", 200, 3), path)
     garble_index(path, "idx_events_task", random.Random(1))
     before = dir_state(tmp_path)
     proc = alembic("-x", f"db={path}", "upgrade", "head")
@@ -64,10 +64,10 @@ def test_a_missing_board_is_made_only_when_asked(tmp_path):
     assert stamp(path) == [("v7",)]
 
 
-def test_downgrade_below_the_base_is_one_line(make_board):
+def test_downgrade_below_the_base_is_one_line(kanban_board):
     from kanban_migrate.upgrading import upgrade
 
-    path = make_board("v5")
+    path = kanban_board("v5", tasks=120, name="kanban.db")
     upgrade(path, backup=False)
     before = dir_state(path.parent)
     proc = alembic("-x", f"db={path}", "downgrade", "base")

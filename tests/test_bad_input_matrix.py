@@ -188,13 +188,13 @@ UPGRADE_SAYS = {
 
 @pytest.mark.parametrize("command", ["upgrade", "verify", "recover"])
 @pytest.mark.parametrize("case", list(MATRIX))
-def test_bad_input(case, command, tmp_path, board_cache):
+def test_bad_input(case, command, tmp_path, kanban_board_template):
     build, expected = MATRIX[case]
     if command not in expected:
         pytest.skip(f"{case}: an upgrade-only row")
     inputs = tmp_path / "in"
     inputs.mkdir()
-    path = build(inputs, board_cache)
+    path = build(inputs, kanban_board_template)
     before = dir_state(inputs)
     was_link = path.is_symlink()
     args = [command, str(path)]

@@ -48,11 +48,11 @@ with open(out, "w") as log:
 """
 
 
-def test_upgrade_interleaves_with_live_writers(tmp_path, board_cache):
+def test_upgrade_interleaves_with_live_writers(tmp_path, kanban_board_template):
     import shutil
 
     path = tmp_path / "kanban.db"
-    shutil.copyfile(board_cache("v0", 8000, 11), path)
+    shutil.copyfile(kanban_board_template("v0", 8000, 11), path)
     stop = tmp_path / "stop"
     stop.write_text("")
     writers = []
@@ -80,7 +80,7 @@ def test_upgrade_interleaves_with_live_writers(tmp_path, board_cache):
     assert pragma_rows(path, "integrity_check") == [("ok",)]
 
 
-def test_verify_never_holds_up_a_writer(tmp_path, board_cache):
+def test_verify_never_holds_up_a_writer(tmp_path, kanban_board_template):
     """verify reads in read transactions only: on a WAL board a writer with a short busy timeout
     commits throughout a verify of a large board."""
     import shutil
@@ -89,7 +89,7 @@ def test_verify_never_holds_up_a_writer(tmp_path, board_cache):
     from kanban_migrate.verifying import verify
 
     path = tmp_path / "kanban.db"
-    shutil.copyfile(board_cache("v7", 8000, 12), path)
+    shutil.copyfile(kanban_board_template("v7", 8000, 12), path)
     upgrade(path, backup=False)
     conn = sqlite3.connect(path, timeout=1.0, isolation_level=None)
     conn.execute("PRAGMA busy_timeout=1000")
@@ -108,7 +108,7 @@ def test_verify_never_holds_up_a_writer(tmp_path, board_cache):
     assert result["report"] is not None
 
 
-def test_verify_of_a_delete_board_never_holds_up_a_writer(tmp_path, board_cache):
+def test_verify_of_a_delete_board_never_holds_up_a_writer(tmp_path, kanban_board_template):
     """A DELETE-mode board (the application's mode on SQLite 3.7.0-3.51.2): verify reads it without
     a lock, or from a snapshot mended under one short lock, never holding the lock through a whole
     check. A writer with a 1 s busy timeout commits throughout, and the writer's commits during
@@ -119,7 +119,7 @@ def test_verify_of_a_delete_board_never_holds_up_a_writer(tmp_path, board_cache)
     from kanban_migrate.verifying import verify
 
     path = tmp_path / "kanban.db"
-    shutil.copyfile(board_cache("v7", 8000, 12), path)
+    shutil.copyfile(kanban_board_template("v7", 8000, 12), path)
     upgrade(path, backup=False)
     conn = sqlite3.connect(path, timeout=1.0, isolation_level=None)
     assert conn.execute("PRAGMA journal_mode=DELETE").fetchone()[0] == "delete"

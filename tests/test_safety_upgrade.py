@@ -400,9 +400,9 @@ def run(args, *, user="root", limit=None, env=None, timeout=120):
 
 
 @pytest.fixture
-def make(board_cache):
+def make(kanban_board_template):
     def make(shape, tasks, dest: Path) -> Path:
-        shutil.copyfile(board_cache(shape, tasks, 1), dest)
+        shutil.copyfile(kanban_board_template(shape, tasks, 1), dest)
         return dest
     return make
 
@@ -662,7 +662,7 @@ def _upgrade_one(path, queue):
     queue.put((r.code, r.status, r.message, r.revision_after))
 
 
-def test_two_upgrades_at_once_never_fail(board_cache, tmp_path):
+def test_two_upgrades_at_once_never_fail(kanban_board_template, tmp_path):
     """30 trials of two upgrades started together on one legacy board: each ends at head (exit 0,
     'upgraded' or 'already at head') or says the board is busy (exit 4); never 3 or 70."""
     import alembic.command  # noqa: F401  (imported once, before forking)
@@ -670,7 +670,7 @@ def test_two_upgrades_at_once_never_fail(board_cache, tmp_path):
     import kanban_migrate.upgrading.chain  # noqa: F401
 
     ctx = multiprocessing.get_context("fork")
-    src = board_cache("v0", 20, 1)
+    src = kanban_board_template("v0", 20, 1)
     outcomes = []
     for i in range(30):
         p = tmp_path / f"b{i}.db"
@@ -753,13 +753,13 @@ def test_a_trigger_that_cannot_be_put_back_commits_nothing(make, tmp_path, monke
     assert stamp_of(p) is None and len(extras(p)) == len(TRIGGERS)
 
 
-def test_sigkill_on_a_rollback_journal_board_then_rerun_finishes(board_cache, tmp_path):
+def test_sigkill_on_a_rollback_journal_board_then_rerun_finishes(kanban_board_template, tmp_path):
     """A board kept in DELETE mode (the application's rule under the WAL-reset bug): a kill mid-
     revision leaves a hot journal; the next upgrade lets SQLite roll it back and finishes."""
     import random
 
     victim = tmp_path / "kanban.db"
-    shutil.copyfile(board_cache("drifted", 1500, 3), victim)
+    shutil.copyfile(kanban_board_template("drifted", 1500, 3), victim)
     sql(victim, "PRAGMA journal_mode=DELETE")
     reference = tmp_path / "reference.db"
     shutil.copyfile(victim, reference)

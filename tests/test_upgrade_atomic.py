@@ -29,8 +29,8 @@ def dump(path):
     return {t: rows(path, t) for t in tables(path)}
 
 
-def test_failure_in_the_middle_of_a_revision_leaves_nothing_of_it(make_board, monkeypatch):
-    path = make_board("drifted")
+def test_failure_in_the_middle_of_a_revision_leaves_nothing_of_it(kanban_board, monkeypatch):
+    path = kanban_board("drifted", tasks=120, name="kanban.db")
     real = ops.backfill_running_runs
 
     def explode():
@@ -55,10 +55,10 @@ def test_failure_in_the_middle_of_a_revision_leaves_nothing_of_it(make_board, mo
     assert schema.at_head(schema.snapshot(sqlite3.connect(path)), head.expected())
 
 
-def test_sigkill_at_random_moments_never_damages_the_board(tmp_path, board_cache):
+def test_sigkill_at_random_moments_never_damages_the_board(tmp_path, kanban_board_template):
     """SIGKILL a large upgrade at random moments: integrity_check passes after every kill, and a
     last run reaches head with exactly the data of an undisturbed upgrade."""
-    source = board_cache("drifted", 6000, 5)
+    source = kanban_board_template("drifted", 6000, 5)
     reference = tmp_path / "reference.db"
     shutil.copyfile(source, reference)
     t0 = time.monotonic()

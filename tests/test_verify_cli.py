@@ -133,7 +133,7 @@ def test_bad_busy_timeout_is_usage(tmp_path, timeout):
     assert run("--busy-timeout", timeout, path).exit_code == 2
 
 
-def test_verify_all_in_parallel_processes_agrees_with_one_by_one(tmp_path, board_cache):
+def test_verify_all_in_parallel_processes_agrees_with_one_by_one(tmp_path, kanban_board_template):
     """verify --all --jobs N covers archived and per-profile boards, in parallel processes, with
     the same reports in the same order as --jobs 1, and exits with the worst code."""
     import json as _json
@@ -150,7 +150,7 @@ def test_verify_all_in_parallel_processes_agrees_with_one_by_one(tmp_path, board
     targets = [home / "kanban.db", home / "kanban/boards/work/kanban.db",
                home / "kanban/boards/_archived/old-1/kanban.db", home / "profiles/coder/kanban.db"]
     for i, t in enumerate(targets):
-        _shutil.copyfile(board_cache("v2b", 20, i + 1), t)
+        _shutil.copyfile(kanban_board_template("v2b", 20, i + 1), t)
         if i % 2 == 0:
             _upgrade(t, backup=False)
     env = {k: v for k, v in _os.environ.items() if not k.startswith("HERMES")}
