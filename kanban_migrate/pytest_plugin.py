@@ -17,7 +17,8 @@ journal mode — deterministic, so every build of the same key is the same bytes
 each test gets its own file. ``kanban_board_template`` hands out the built file itself, for tests
 that lay boards out their own way (a Hermes home, a folder of boards) or only read them; it is
 shared by every test of the session, so writing to it would leak into other tests, and the
-session ends with an error naming it if it changed. Each board is in the journal mode the
+session ends with an error naming it if it changed (``board_template``, importable from this
+module, is the same thing for helpers that are not fixtures). Each board is in the journal mode the
 application of its releases left it in (under the running SQLite: a board made by a release of
 July or later is DELETE where SQLite has the WAL-reset bug); ``journal_mode="wal"`` or
 ``"delete"`` asks for one.
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -44,10 +46,11 @@ def _digest(path: Path) -> str:
 
 
 class _Templates:
-    """The boards built so far in this session, by (shape, tasks, seed, journal_mode)."""
+    """The boards built so far in this process, by (shape, tasks, seed, journal_mode), in a
+    folder of their own made on first use and removed when pytest ends."""
 
-    def __init__(self, base: Path):
-        self.base = base
+    def __init__(self):
+        self.base: Path | None = None
         self.built: dict[tuple, tuple[Path, str]] = {}
 
     def __call__(self, shape: str = "v0", tasks: int = 200, seed: int = 1,
@@ -56,14 +59,16 @@ class _Templates:
         if key not in self.built:
             from kanban_migrate.fixtures import create
 
+            if self.base is None:
+                self.base = Path(tempfile.mkdtemp(prefix="kanban-boards-"))
             path = self.base / f"{shape}-{tasks}-{seed}-{journal_mode or 'app'}.db"
             create(path, shape, tasks=tasks, seed=seed, journal_mode=journal_mode)
             self.built[key] = path, _digest(path)
         return self.built[key][0]
 
     def changed(self) -> list[str]:
-        """Templates whose bytes differ from what was built, or that grew a sidecar (an open by
-        SQLite that was not read-only and immutable), each with what changed."""
+        """Templates whose bytes differ from what was built, or that grew a sidecar (SQLite
+        makes them when it opens a WAL board without ``immutable=1``, even read-only)."""
         out = []
         for path, digest in self.built.values():
             what = [f"{path.name}{s} made" for s in ("-wal", "-shm", "-journal")
@@ -73,15 +78,28 @@ class _Templates:
             out += what
         return out
 
+    def remove(self) -> None:
+        if self.base is not None:
+            shutil.rmtree(self.base, ignore_errors=True)
+        self.base, self.built = None, {}
+
+
+board_template = _Templates()
+"""``board_template(shape="v0", tasks=200, seed=1, journal_mode=None)``: what the
+``kanban_board_template`` fixture returns, for test helpers that are not fixtures."""
+
+
+def pytest_unconfigure(config):
+    board_template.remove()
+
 
 @pytest.fixture(scope="session")
-def kanban_board_template(tmp_path_factory):
+def kanban_board_template():
     """Session-scoped: ``kanban_board_template(shape="v0", tasks=200, seed=1, journal_mode=None)``
     returns the path of the board built for that key, shared by every test of the session. Copy
     it or read it; never open it for writing (``kanban_board`` gives a board of your own)."""
-    templates = _Templates(tmp_path_factory.mktemp("kanban-boards"))
-    yield templates
-    changed = templates.changed()
+    yield board_template
+    changed = board_template.changed()
     if changed:
         pytest.fail(f"a test changed shared kanban_board_template boards: {', '.join(changed)} "
                     "(open a copy: kanban_board, or copy the template first)", pytrace=False)
@@ -89,7 +107,7 @@ def kanban_board_template(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def _kanban_board_cache(kanban_board_template):
-    """The earlier private name of ``kanban_board_template``."""
+    """``kanban_board_template`` under its name from before it was public."""
     return kanban_board_template
 
 
