@@ -40,9 +40,16 @@ def _shapes() -> list[str]:
     return list(shapes())
 
 
-def _digest(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
+def _state(path: Path) -> dict[str, str | None]:
+    """The board's and its sidecars' sha256 (None: no such file)."""
+    out: dict[str, str | None] = {}
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        try:
+            with open(f"{path}{suffix}", "rb") as fh:
+                out[suffix] = hashlib.file_digest(fh, "sha256").hexdigest()
+        except FileNotFoundError:
+            out[suffix] = None
+    return out
 
 
 class _Templates:
@@ -51,7 +58,7 @@ class _Templates:
 
     def __init__(self):
         self.base: Path | None = None
-        self.built: dict[tuple, tuple[Path, str]] = {}
+        self.built: dict[tuple, tuple[Path, dict[str, str | None]]] = {}
 
     def __call__(self, shape: str = "v0", tasks: int = 200, seed: int = 1,
                  journal_mode: str | None = None) -> Path:
@@ -63,20 +70,13 @@ class _Templates:
                 self.base = Path(tempfile.mkdtemp(prefix="kanban-boards-"))
             path = self.base / f"{shape}-{tasks}-{seed}-{journal_mode or 'app'}.db"
             create(path, shape, tasks=tasks, seed=seed, journal_mode=journal_mode)
-            self.built[key] = path, _digest(path)
+            self.built[key] = path, _state(path)
         return self.built[key][0]
 
     def changed(self) -> list[str]:
-        """Templates whose bytes differ from what was built, or that grew a sidecar (SQLite
-        makes them when it opens a WAL board without ``immutable=1``, even read-only)."""
-        out = []
-        for path, digest in self.built.values():
-            what = [f"{path.name}{s} made" for s in ("-wal", "-shm", "-journal")
-                    if path.with_name(path.name + s).exists()]
-            if not path.is_file() or _digest(path) != digest:
-                what.insert(0, f"{path.name} changed")
-            out += what
-        return out
+        """Templates whose bytes, or whose sidecars, differ from what was built (SQLite makes
+        ``-wal``/``-shm`` when it opens a WAL board without ``immutable=1``, even read-only)."""
+        return [path.name for path, state in self.built.values() if _state(path) != state]
 
     def remove(self) -> None:
         if self.base is not None:

@@ -15,7 +15,7 @@ import pytest
 
 import corruption as C
 from support import dir_state, pragma_rows, rows, sha256, tables
-from kanban_migrate import ensure, fixtures, head
+from kanban_migrate import ensure, head
 from kanban_migrate.errors import BoardBusy, CorruptBoard, ExitCode, MissingBoard, NotABoard
 from kanban_migrate.upgrading import upgrade
 
@@ -91,9 +91,8 @@ def test_a_legacy_board_is_upgraded(kanban_board):
     assert ensure_head(path) == "current" and sha256(path) == digest
 
 
-def test_an_unstamped_board_already_at_head_is_only_stamped(tmp_path):
-    path = tmp_path / "kanban.db"
-    fixtures.create(path, "v7", tasks=120, seed=4)
+def test_an_unstamped_board_already_at_head_is_only_stamped(tmp_path, kanban_board):
+    path = kanban_board("v7", tasks=120, seed=4, name="kanban.db")
     as_the_application_left_it(path)
     before, mode = everything(path), pragma_rows(path, "journal_mode")
     assert ensure_head(path) == "stamped"
@@ -106,9 +105,8 @@ def test_an_unstamped_board_already_at_head_is_only_stamped(tmp_path):
     assert ensure_head(path) == "current"
 
 
-def test_an_unstamped_head_board_with_pending_data_changes_is_upgraded(tmp_path):
-    path = tmp_path / "kanban.db"
-    fixtures.create(path, "v7", tasks=120, seed=4)  # old event kinds, running tasks without runs
+def test_an_unstamped_head_board_with_pending_data_changes_is_upgraded(tmp_path, kanban_board):
+    path = kanban_board("v7", tasks=120, seed=4, name="kanban.db")  # old event kinds, running tasks without runs
     assert ensure_head(path) == "upgraded"
     assert not [e for e in rows(path, "task_events") if e["kind"] in head.EVENT_KIND_RENAMES]
     assert all(t["current_run_id"] for t in rows(path, "tasks") if t["status"] == "running")
@@ -203,9 +201,8 @@ def test_concurrent_callers_upgrade_once(kanban_board):
     assert pragma_rows(path, "integrity_check") == [("ok",)]
 
 
-def test_stamping_waits_for_the_write_lock_then_refuses(tmp_path):
-    path = tmp_path / "kanban.db"
-    fixtures.create(path, "v7", tasks=40, seed=4)
+def test_stamping_waits_for_the_write_lock_then_refuses(kanban_board):
+    path = kanban_board("v7", tasks=40, seed=4, name="kanban.db")
     as_the_application_left_it(path)
     writer = sqlite3.connect(path, isolation_level=None)
     writer.execute("BEGIN IMMEDIATE")
@@ -222,12 +219,10 @@ def test_stamping_waits_for_the_write_lock_then_refuses(tmp_path):
     assert ensure_head(path) == "stamped"
 
 
-def test_a_hot_journal_left_by_a_killed_writer_is_rolled_back_not_refused(tmp_path):
+def test_a_hot_journal_left_by_a_killed_writer_is_rolled_back_not_refused(tmp_path, kanban_board):
     """A DELETE board whose writer died mid-transaction: its -journal must be rolled back by a
     read-write connection (as the application's connect does); a read-only one cannot."""
-    live = tmp_path / "live" / "kanban.db"
-    live.parent.mkdir()
-    fixtures.create(live, "v7", tasks=300, journal_mode="delete")
+    live = kanban_board("v7", tasks=300, journal_mode="delete", name="live/kanban.db")
     upgrade(live)
     committed = rows(live, "tasks")
     writer = sqlite3.connect(live, isolation_level=None)

@@ -125,11 +125,24 @@ def test_writes_to_the_template(kanban_board_template):
     conn.execute("DELETE FROM tasks")
     conn.commit()
     conn.close()
+
+
+def test_reads_a_wal_template_without_immutable(kanban_board_template):
+    conn = sqlite3.connect(f"file:{kanban_board_template(shape='v0', tasks=5, seed=2)}?mode=ro", uri=True)
+    assert conn.execute("SELECT count(*) FROM tasks").fetchone() == (5,)
+    conn.close()
+
+
+def test_reads_a_template_as_immutable(kanban_board_template):
+    conn = sqlite3.connect(f"file:{kanban_board_template(shape='v0', tasks=5, seed=3)}?immutable=1", uri=True)
+    assert conn.execute("SELECT count(*) FROM tasks").fetchone() == (5,)
+    conn.close()
 """)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=2, errors=1)
-    result.stdout.fnmatch_lines(["*a test changed shared kanban_board_template boards: v7-5-1-delete.db changed*"])
-    assert "v0-5-1" not in result.stdout.str()  # the copy was changed, never its template
+    result.assert_outcomes(passed=4, errors=1)
+    result.stdout.fnmatch_lines(["*a test changed shared kanban_board_template boards: "
+                                 "v7-5-1-delete.db, v0-5-2-app.db (open a copy*"])
+    assert "v0-5-1" not in result.stdout.str() and "v0-5-3" not in result.stdout.str()
 
 
 def test_plugin_can_be_disabled(pytester):
