@@ -160,11 +160,7 @@ def test_index_only_damage_is_reindexed(tmp_path, kanban_board_template):
     src = kanban_board_template("v7", 100, 2)
     board = tmp_path / "kanban.db"
     shutil.copyfile(src, board)
-    conn = sqlite3.connect(board, isolation_level=None)
-    conn.execute("PRAGMA writable_schema=ON")
-    conn.execute("UPDATE sqlite_master SET sql='CREATE INDEX idx_tasks_status ON tasks(assignee)' "
-                 "WHERE name='idx_tasks_status'")
-    conn.close()
+    C.set_schema_sql(board, "idx_tasks_status", "CREATE INDEX idx_tasks_status ON tasks(assignee)")
     lines = [r[0] for r in pragma_rows(board, "integrity_check")]
     assert any("missing from index idx_tasks_status" in line for line in lines)
     before = rows(board, "tasks")

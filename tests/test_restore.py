@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+import corruption as C
 from support import dir_state, rows, sha256
 from kanban_migrate.restore import state_digest
 
@@ -114,9 +115,7 @@ def test_restore_refuses_a_board_in_use(recovered):
 
 def test_restore_refuses_a_copy_changed_since_it_was_made(recovered):
     board, aside = recovered
-    with open(aside, "r+b") as fh:
-        fh.seek(5000)
-        fh.write(b"tampered")
+    C.poke(aside, 5000, b"tampered")
     before = dir_state(board.parent)
     proc = cli("restore", board, aside)
     assert proc.returncode == 3 and "no longer matches its name" in proc.stderr

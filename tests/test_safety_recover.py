@@ -193,8 +193,7 @@ def test_a_failed_final_checkpoint_is_never_taken_for_a_board(tmp_path, kanban_b
     writer.close()
     short = tmp_path / "short.db"
     shutil.copyfile(kanban_board_template("v7", 120, 1), short)
-    with open(short, "r+b") as fh:
-        fh.truncate(short.stat().st_size - 4096)
+    C.cut_tail(short, C.page_size(short))
     assert "header says" in check_final(short)
     assert check_final(kanban_board_template("v7", 120, 1)) is None
 
@@ -294,8 +293,7 @@ def test_a_fifo_beside_the_board_is_refused_not_opened(damaged, tmp_path, where)
 
 def test_holes_are_not_copied_dense(damaged):
     hole = 64 << 20
-    with open(damaged, "r+b") as fh:
-        fh.truncate(damaged.stat().st_size + hole)
+    C.grow(damaged, hole)
     if damaged.stat().st_blocks * 512 >= hole:
         pytest.skip("this file system does not keep holes")
     report = recover(damaged, keep_workdir=True)
@@ -306,30 +304,11 @@ def test_holes_are_not_copied_dense(damaged):
 
 
 # ---- SQL a damaged file supplies is never run or written -----------------------------------------
-def hostile(board: Path, other: Path) -> None:
-    """Schema rows that run SQL when executed, a declared type that adds a column, and damage."""
-    conn = sqlite3.connect(board, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=DELETE")
-    conn.execute("CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT)")
-    conn.execute("INSERT INTO notes VALUES (1, 'x')")
-    root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name='task_events'").fetchone()[0]
-    conn.execute("PRAGMA writable_schema=ON")
-    for i, sql in enumerate([f"ATTACH DATABASE '{other}' AS o", "DELETE FROM o.tasks",
-                             "CREATE TRIGGER planted AFTER INSERT ON tasks BEGIN DELETE FROM tasks; END",
-                             "DELETE FROM tasks"]):
-        conn.execute("INSERT INTO sqlite_master (type, name, tbl_name, rootpage, sql) "
-                     "VALUES ('index', ?, 'tasks', 0, ?)", (f"zz_ix{i}", sql))
-    conn.execute("UPDATE sqlite_master SET sql = ? WHERE name = 'notes'",
-                 ("CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT) , INJECTED INTEGER CHECK (INJECTED IS NULL))",))
-    conn.close()
-    C.write_page(board, root, bytes(C.page_size(board)))
-
-
 def test_schema_rows_of_a_crafted_file_never_run(tmp_path, kanban_board_template):
     board, other = tmp_path / "kanban.db", tmp_path / "other.db"
     shutil.copyfile(kanban_board_template("v7", 120, 1), board)
     shutil.copyfile(kanban_board_template("v7", 50, 2), other)
-    hostile(board, other)
+    C.hostile_schema(board, other)
     before = sha256(other)
     out, dump = tmp_path / "out.db", tmp_path / "salvage.sql"
     report = recover(board, output=out, dump=dump)
@@ -497,9 +476,8 @@ def test_invalid_utf8_is_kept_losslessly(tmp_path, kanban_board_template):
     conn.execute("CREATE TABLE scratch(a TEXT, b TEXT)")
     for i in range(300):
         conn.execute("INSERT INTO scratch VALUES (CAST(X'66ff80c3' AS TEXT), ?)", (f"row {i} " * 20,))
-    conn.execute("PRAGMA writable_schema=ON")
-    conn.execute("DELETE FROM sqlite_master WHERE name = 'scratch'")  # its pages now belong to no table
     conn.close()
+    C.forget_table(board, "scratch")  # its pages now belong to no table
     C.zero_root(board, "task_events", random.Random(3))
     report = recover(board)
     assert report.code in (0, 1) and report.lost_and_found

@@ -27,6 +27,7 @@ from typing import Callable
 
 import pytest
 
+import corruption as C
 from support import dir_state, sha256
 from kanban_migrate import head, schema
 from kanban_migrate.schema import HEAD_INDEXES, HEAD_NAMES, KANBAN_TABLES
@@ -216,10 +217,9 @@ def reader_lock(d, make):
 def crafted_type(d, make):
     p = make("drifted", 40, d / "kanban.db")
     sql(p, "ALTER TABLE task_events ADD COLUMN extra \"TEXT) , INJECTED INTEGER CHECK (0\" DEFAULT 5")
-    version = one(p, "PRAGMA schema_version")[0][0]
-    sql(p, "PRAGMA writable_schema=ON",  # a default ALTER TABLE cannot add: parenthesised parts
-        "UPDATE sqlite_master SET sql = substr(sql, 1, length(sql) - 1) || ', e2 VARCHAR(10) DEFAULT ((1) + (2)))' "
-        "WHERE name = 'task_events'", f"PRAGMA schema_version={version + 1}", "PRAGMA writable_schema=OFF")
+    (created,), = one(p, "SELECT sql FROM sqlite_master WHERE name = 'task_events'")
+    # a default ALTER TABLE cannot add: parenthesised parts
+    C.set_schema_sql(p, "task_events", created[:-1] + ", e2 VARCHAR(10) DEFAULT ((1) + (2)))")
     return p
 
 

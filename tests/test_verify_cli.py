@@ -12,6 +12,8 @@ from kanban_migrate.verifying.cli import render, verify_command
 from kanban_migrate.verifying import verify
 from test_verify_support import digest, listing, make_board, plant
 
+import corruption as C
+
 
 def run(*args, env=None):
     return CliRunner().invoke(verify_command, list(map(str, args)), env=env)
@@ -63,15 +65,8 @@ def test_not_sqlite_is_exit_1_not_a_crash(tmp_path):
 
 
 def test_thorough_by_default_quick_on_request(tmp_path):
-    import sqlite3
-
     path = make_board(tmp_path)
-    conn = sqlite3.connect(path)
-    conn.execute("PRAGMA writable_schema=ON")
-    conn.execute("UPDATE sqlite_master SET sql = 'CREATE INDEX idx_tasks_status ON tasks(title)' "
-                 "WHERE name = 'idx_tasks_status'")
-    conn.commit()
-    conn.close()
+    C.set_schema_sql(path, "idx_tasks_status", "CREATE INDEX idx_tasks_status ON tasks(title)")
     quick = json.loads(run("--json", "--quick", path).output)
     default = json.loads(run("--json", path).output)
     full = json.loads(run("--json", "--full", path).output)
