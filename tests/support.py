@@ -55,3 +55,11 @@ def pragma_rows(path: Path, pragma: str) -> list[tuple]:
         return conn.execute(f"PRAGMA {pragma}").fetchall()
     finally:
         conn.close()
+
+
+def stamps(path: Path) -> list[str]:
+    """Every ``alembic_version`` row of the board (``[]``: never stamped): exactly one at head
+    is ``[HEAD]``."""
+    if "alembic_version" not in tables(path):
+        return []
+    return [r["version_num"] for r in rows(path, "alembic_version")]

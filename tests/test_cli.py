@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 
-from support import ROOT, rows, sha256, tables
+from support import ROOT, rows, sha256, stamps, tables
 from kanban_migrate import head, schema
 from kanban_migrate.backup import list_backups
 from kanban_migrate.upgrading import upgrade
@@ -123,8 +123,10 @@ def test_backups_are_content_addressed_and_capped(kanban_board, tmp_path):
 
 def test_no_backup_flag(kanban_board):
     path = kanban_board("v0", tasks=120, name="kanban.db")
+    before = rows(path, "tasks")
     proc = run_cli("upgrade", "--no-backup", path)
     assert proc.returncode == 0 and not list(path.parent.glob("*.bak"))
+    assert stamps(path) == [head.HEAD] and len(rows(path, "tasks")) == len(before)
 
 
 def test_home_discovery_and_quiet(tmp_path, kanban_board_template):
@@ -146,6 +148,8 @@ def test_home_discovery_and_quiet(tmp_path, kanban_board_template):
     proc = run_cli("upgrade", "--all", "--home", home, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "4 board(s)" in proc.stdout
+    status = json.loads(run_cli("status", "--all", "--json", "--home", home, env=env).stdout)
+    assert len(status) == 4 and all(s["pending"] == [] and s["revision"] == head.HEAD for s in status)
     # All at head now: the stdlib fast path answers, quietly.
     proc = run_cli("upgrade", "--all", "--quiet", "--home", home, env=env)
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
@@ -211,7 +215,8 @@ def test_fast_path_prints_what_the_full_path_prints(tmp_path, kanban_board_templ
     full = json.loads(run_cli("upgrade", "--json", "--home", home, env=env).stdout)
     fast = json.loads(run_cli("upgrade", "--json", "--home", home, env=env).stdout)
     assert isinstance(full, list) and isinstance(fast, list)
-    assert [r["path"] for r in full] == [r["path"] for r in fast] and fast[0]["status"] == "current"
+    assert [r["path"] for r in full] == [r["path"] for r in fast]
+    assert (full[0]["status"], fast[0]["status"]) == ("upgraded", "current")
     one = json.loads(run_cli("upgrade", "--json", home / "kanban.db", env=env).stdout)
     assert isinstance(one, dict) and one["status"] == "current"
     text = run_cli("upgrade", "--home", home, env=env).stdout

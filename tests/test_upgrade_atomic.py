@@ -12,17 +12,9 @@ import time
 
 import pytest
 
-from support import pragma_rows, rows, tables
+from support import pragma_rows, rows, stamps, tables
 from kanban_migrate import head, schema
 from kanban_migrate.upgrading import missing_at, ops, upgrade
-
-
-def stamp(path):
-    c = sqlite3.connect(path)
-    try:
-        return c.execute("SELECT version_num FROM alembic_version").fetchall()
-    finally:
-        c.close()
 
 
 def dump(path):
@@ -41,7 +33,7 @@ def test_failure_in_the_middle_of_a_revision_leaves_nothing_of_it(kanban_board, 
     with pytest.raises(RuntimeError, match="injected"):
         upgrade(path, backup=False)
     # v0..v3 committed; nothing of v4 remains.
-    assert stamp(path) == [("v3",)]
+    assert stamps(path) == ["v3"]
     c = sqlite3.connect(path)
     s = schema.snapshot(c)
     c.close()
@@ -67,7 +59,7 @@ def test_sigkill_at_random_moments_never_damages_the_board(tmp_path, kanban_boar
     victim = tmp_path / "victim.db"
     shutil.copyfile(source, victim)
     rng = random.Random(20261125)
-    stamps = set()
+    seen_stamps = set()
     interrupted = 0
     upper = 0.35 + full  # the child also starts an interpreter, so most kills land inside the chain
     for _ in range(8):
@@ -83,7 +75,7 @@ def test_sigkill_at_random_moments_never_damages_the_board(tmp_path, kanban_boar
         stamp_now = seen[0] if seen else None
         if stamp_now is not None:  # each revision commits whole: the schema bears out every stamp
             assert missing_at(schema.snapshot(c), stamp_now) == [], stamp_now
-        stamps.add(stamp_now)
+        seen_stamps.add(stamp_now)
         c.close()
         if stamp_now == head.HEAD:  # this kill came too late (a loaded machine): start over, kill sooner
             shutil.copyfile(source, victim)
@@ -95,6 +87,6 @@ def test_sigkill_at_random_moments_never_damages_the_board(tmp_path, kanban_boar
     got, want = dump(victim), dump(reference)
     for t in want:  # backfilled runs carry the time of their upgrade only where a task had none
         assert got[t] == want[t], t
-    print("stamps seen after kills:", sorted(map(str, stamps)), "full upgrade", round(full, 2), "s")
-    assert stamps <= {None, *head.REVISIONS}
+    print("stamps seen after kills:", sorted(map(str, seen_stamps)), "full upgrade", round(full, 2), "s")
+    assert seen_stamps <= {None, *head.REVISIONS}
     assert interrupted, "every kill came after the upgrade had finished: nothing was interrupted"
