@@ -4,6 +4,11 @@ helpers are in ``support.py``, damage recipes in ``corruption.py``."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
 import pytest
 
 from kanban_migrate.upgrading.chain import make_config, make_engine
@@ -19,3 +24,27 @@ def alembic_engine(tmp_path):
     engine = make_engine(tmp_path / "alembic-builtin.db", busy_timeout=5)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """``tmpfs(size, name="mnt")`` -> a fresh tmpfs of ``size`` (mount's ``size=``: "16m",
+    "256k", bytes) mounted at ``tmp_path/name``, for disk-full tests; unmounted afterwards.
+    Skips where tmpfs cannot be mounted (not root, no mount)."""
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip("mounting a tmpfs needs root and mount")
+    mounted: list[Path] = []
+
+    def mount(size: str, name: str = "mnt") -> Path:
+        where = tmp_path / name
+        where.mkdir()
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                              capture_output=True, text=True)
+        if proc.returncode:
+            pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+        mounted.append(where)
+        return where
+
+    yield mount
+    for where in reversed(mounted):
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)

@@ -17,6 +17,16 @@ def _ro(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(uri(Path(path), mode="ro"), uri=True)
 
 
+def execute(path: Path, *statements: str) -> None:
+    """Run ``statements`` on the board, each committed on its own (autocommit)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        for statement in statements:
+            conn.execute(statement)
+    finally:
+        conn.close()
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 

@@ -93,25 +93,6 @@ def damaged(tmp_path, kanban_board_template):
     return board
 
 
-@pytest.fixture
-def tmpfs(tmp_path):
-    """mount(size) -> a fresh tmpfs folder; unmounted afterwards."""
-    if not ROOT or not shutil.which("mount"):
-        pytest.skip("needs root and mount for a tmpfs")
-    mounted = []
-
-    def mount(size: str, name: str = "mnt") -> Path:
-        where = tmp_path / name
-        where.mkdir()
-        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], check=True)
-        mounted.append(where)
-        return where
-
-    yield mount
-    for where in reversed(mounted):
-        subprocess.run(["umount", "-l", str(where)], check=False)
-
-
 # ---- data and files it must never destroy --------------------------------------------------------
 def test_an_existing_workdir_is_never_removed(damaged, tmp_path):
     mine = tmp_path / "mine"
@@ -198,6 +179,18 @@ def test_a_failed_final_checkpoint_is_never_taken_for_a_board(tmp_path, kanban_b
     assert check_final(kanban_board_template("v7", 120, 1)) is None
 
 
+def unchanged_or_whole(proc, says: str, board: Path, state: dict, must_fail: bool = False) -> None:
+    """Exit 5 saying ``says`` with the board's folder as it was (``state``), or a whole board of
+    120 tasks with nothing of the run left in its folder."""
+    if proc.returncode == ExitCode.ENVIRONMENT or must_fail:
+        assert says in refused(proc, ExitCode.ENVIRONMENT)
+        assert dir_state(board.parent) == state
+    else:
+        assert proc.returncode in (0, 1), proc.stderr
+        assert integrity(board) == [("ok",)] and len(task_ids(board)) == 120
+        assert ours_left(board.parent) == []
+
+
 @pytest.mark.parametrize("fraction", [0.5, 1.0, 1.3])
 def test_file_size_limit(damaged, fraction):
     """EFBIG at any point: exit 5 with nothing changed, or a whole board."""
@@ -209,13 +202,7 @@ def test_file_size_limit(damaged, fraction):
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
     proc = cli("recover", damaged, preexec=cap)
-    if proc.returncode == ExitCode.ENVIRONMENT:
-        assert "file-size limit" in refused(proc, ExitCode.ENVIRONMENT)
-        assert dir_state(folder) == state
-    else:
-        assert proc.returncode in (0, 1), proc.stderr
-        assert integrity(damaged) == [("ok",)] and len(task_ids(damaged)) == 120
-        assert ours_left(folder) == []
+    unchanged_or_whole(proc, "file-size limit", damaged, state)
 
 
 @pytest.mark.parametrize("room", [1.5, 2.6, 3.6, 4.6, 6.5])
@@ -228,13 +215,7 @@ def test_disk_full(tmpfs, kanban_board_template, room):
     C.zero_root(board, "task_events", random.Random(1))
     state = dir_state(mnt)
     proc = cli("recover", board)
-    if proc.returncode == ExitCode.ENVIRONMENT or room < 2:
-        assert "space" in refused(proc, ExitCode.ENVIRONMENT)
-        assert dir_state(mnt) == state
-    else:
-        assert proc.returncode in (0, 1), proc.stderr
-        assert integrity(board) == [("ok",)] and len(task_ids(board)) == 120
-        assert ours_left(mnt) == []
+    unchanged_or_whole(proc, "space", board, state, must_fail=room < 2)
 
 
 def test_read_only_folder(tmpfs, kanban_board_template, tmp_path):
