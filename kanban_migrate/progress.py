@@ -21,8 +21,10 @@ class progress_bar:
         self.progress.start()
         self.task = self.progress.add_task(self.description, total=self.total, label="")
 
-        def advance(label: str = "") -> None:
-            self.progress.update(self.task, advance=1, label=label)
+        def advance(label: str = "", *, completed: int | None = None, total: int | None = None) -> None:
+            """One step on; or ``completed`` steps in all, of ``total`` when the total became known."""
+            self.progress.update(self.task, advance=1 if completed is None else None, completed=completed,
+                                 total=total, label=label)
 
         return advance
 

@@ -320,3 +320,31 @@ def hostile_schema(board: Path, other: Path) -> None:
                  ("CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT) , INJECTED INTEGER CHECK (INJECTED IS NULL))",))
     conn.close()
     write_page(board, root, bytes(page_size(board)))
+
+
+def delete_rows(path: Path, table: str, where: str) -> list:
+    """Delete rows (``secure_delete`` off, so their cells stay on freed pages) and return the
+    rowids deleted: what ``--include-freelist`` may bring back."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA secure_delete=OFF")
+        gone = [r[0] for r in conn.execute(f"SELECT rowid FROM {table} WHERE {where}")]
+        conn.execute(f"DELETE FROM {table} WHERE {where}")
+        if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return gone
+    finally:
+        conn.close()
+
+
+def extend_with_garbage(path: Path, rng: random.Random, size: int = 5000) -> None:
+    """``size`` random bytes appended (a copy tool that wrote past the end): every page still
+    reads clean, but the file's size no longer agrees with its header."""
+    with open(path, "ab") as fh:
+        fh.write(rng.randbytes(size))
+
+
+def mismatch_index(path: Path, index: str, table: str, column: str) -> None:
+    """Index-only damage: ``index``'s stored definition rewritten to another column, so its
+    entries no longer match its table (``REINDEX`` repairs it; no row is touched)."""
+    set_schema_sql(path, index, f"CREATE INDEX {index} ON {table}({column})")

@@ -19,6 +19,7 @@ from kanban_migrate import head, schema
 from kanban_migrate.board import journal_mode_for
 from kanban_migrate.errors import ExitCode, Refused
 from kanban_migrate.recovering import recover
+from kanban_migrate.salvage.dump import FREELIST_MARKS
 from kanban_migrate.upgrading import upgrade
 
 KEYS = {"tasks": ("id",), "task_links": ("parent_id", "child_id"),
@@ -160,7 +161,7 @@ def test_index_only_damage_is_reindexed(tmp_path, kanban_board_template):
     src = kanban_board_template("v7", 100, 2)
     board = tmp_path / "kanban.db"
     shutil.copyfile(src, board)
-    C.set_schema_sql(board, "idx_tasks_status", "CREATE INDEX idx_tasks_status ON tasks(assignee)")
+    C.mismatch_index(board, "idx_tasks_status", "tasks", "assignee")
     lines = [r[0] for r in pragma_rows(board, "integrity_check")]
     assert any("missing from index idx_tasks_status" in line for line in lines)
     before = rows(board, "tasks")
@@ -267,9 +268,18 @@ def test_garbage_freelist_trunk(tmp_path, kanban_board_template):
     # make it malformed elsewhere too (with the events tree itself destroyed, a freed leaf page
     # could not be told from an orphaned live one once the freelist trunk is garbage)
     C.zero_root(board, "task_comments", random.Random(7))
+    damaged_copy = tmp_path / "damaged.db"
+    shutil.copyfile(board, damaged_copy)
     report = recover(board, include_freelist=False)
     yields = compare(board, truth)
     assert yields["task_events"] == 1.0 and yields["tasks"] == 1.0 and yields["task_comments"] == 1.0
     assert report.code in (0, 1)
-    # with include_freelist, deleted rows may come back, but only marked as such
-    shutil.copyfile(truth, tmp_path / "unused.db")
+    # with include_freelist, deleted rows may come back, but only marked as such: every event
+    # the truth does not hold is listed in the marks table, and every live one is still there
+    out = tmp_path / "with-freelist.db"
+    again = recover(damaged_copy, output=out, include_freelist=True)
+    live = {r["id"] for r in rows(truth, "task_events")}
+    got = {r["id"] for r in rows(out, "task_events")}
+    marked = {r["key"] for r in rows(out, FREELIST_MARKS) if r["table_"] == "task_events"} if again.freelist_rows else set()
+    assert live <= got and got - live <= marked and not marked & live
+    assert again.freelist_rows == len(marked) > 0, again.lines()

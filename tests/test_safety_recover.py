@@ -156,7 +156,7 @@ def test_dump_never_overwrites(damaged, tmp_path, target):
 
 
 def test_a_failed_final_checkpoint_is_never_taken_for_a_board(tmp_path, kanban_board_template):
-    from kanban_migrate.recovering.run import _final_checkpoint, check_final
+    from kanban_migrate.recovering.final import check_final, final_checkpoint
 
     db = tmp_path / "rebuilt.db"
     shutil.copyfile(kanban_board_template("v7", 120, 1), db)
@@ -169,7 +169,7 @@ def test_a_failed_final_checkpoint_is_never_taken_for_a_board(tmp_path, kanban_b
     reader.execute("SELECT COUNT(*) FROM tasks").fetchone()  # pins the WAL: the checkpoint cannot finish
     writer.execute("UPDATE tasks SET title = title || '?'")
     with pytest.raises(Exception, match="final checkpoint did not complete"):
-        _final_checkpoint(db, new_board=True)
+        final_checkpoint(db, new_board=True)
     reader.close()
     writer.close()
     short = tmp_path / "short.db"

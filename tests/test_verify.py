@@ -370,7 +370,7 @@ def test_classify_tells_index_damage_from_table_damage():
 def test_index_only_damage_found_by_full_check_with_reindex_hint(tmp_path):
     path = make_board(tmp_path)
     # The index keeps entries built for (status); the schema now says (title): index damage only.
-    C.set_schema_sql(path, "idx_tasks_status", "CREATE INDEX idx_tasks_status ON tasks(title)")
+    C.mismatch_index(path, "idx_tasks_status", "tasks", "title")
     report = verify(path, full=True)
     (f,) = findings(report, "integrity")
     assert (f.severity, f.table) == ("error", "tasks")

@@ -66,7 +66,7 @@ def test_not_sqlite_is_exit_1_not_a_crash(tmp_path):
 
 def test_thorough_by_default_quick_on_request(tmp_path):
     path = make_board(tmp_path)
-    C.set_schema_sql(path, "idx_tasks_status", "CREATE INDEX idx_tasks_status ON tasks(title)")
+    C.mismatch_index(path, "idx_tasks_status", "tasks", "title")
     quick = json.loads(run("--json", "--quick", path).output)
     default = json.loads(run("--json", path).output)
     full = json.loads(run("--json", "--full", path).output)

@@ -45,8 +45,8 @@ def boards_command(home, as_json, nl, check):
         if b.kind != "backup":
             counts[b.health] = counts.get(b.health, 0) + 1
     nb = sum(counts.values())
-    line = (f"{nb} board(s): " + ", ".join(f"{n} {h}" for h, n in sorted(counts.items()))
-            + f"; {len(items) - nb} backup(s)")
+    health = ", ".join(f"{n} {h}" for h, n in sorted(counts.items()))
+    line = (f"{nb} board(s): {health}" if nb else "no boards") + f"; {len(items) - nb} backup(s)"
     if counts.get("unchecked"):
         line += "; --check runs PRAGMA quick_check on each"
     click.echo(line)

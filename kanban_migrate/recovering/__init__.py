@@ -18,13 +18,14 @@ file, or swap it in with one rename under a journal that any later command finis
 the steps together; :mod:`.report` is what comes back.
 
 This package's import is light (the swap journal is checked from every command's file check):
-``recover`` and the report classes load on first use.
+``recover`` and the report classes load on first use. :mod:`.final` checks the result and asks
+``verify`` for the verdict the report gives.
 """
 
 from __future__ import annotations
 
 _LAZY = {"recover": ".run", "RecoverReport": ".report", "TableReport": ".report",
-         "forensic_copy": ".snapshot", "check_final": ".run"}
+         "forensic_copy": ".snapshot", "check_final": ".final"}
 
 
 def __getattr__(name: str):

@@ -14,6 +14,7 @@ while probing (POSIX locks are per process).
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 from pathlib import Path
@@ -140,19 +141,21 @@ class BoardLock:
         self.path = path
         self.fd: int | None = None
 
-    def acquire(self) -> bool:
-        """True when taken; False when another process holds any SQLite lock on the board."""
-        import fcntl
+    def acquire(self, wait: float = 0.0) -> bool:
+        """True when taken; False when another process held a SQLite lock on the board for
+        longer than ``wait`` seconds (polled as SQLite's own busy handler polls)."""
+        import time
 
         fd = os.open(self.path, os.O_RDWR)
-        try:
-            if hasattr(fcntl, "F_OFD_SETLK"):
-                fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _flock(fcntl.F_WRLCK, LOCK_START, LOCK_LENGTH))
-            else:  # not Linux: a classic lock, dropped early should this process close another fd of the board
-                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, LOCK_LENGTH, LOCK_START)
-        except OSError:
-            os.close(fd)
-            return False
+        deadline = time.monotonic() + max(0.0, wait)
+        delay = 0.001
+        while not (taken := _try_lock(fd)):
+            left = deadline - time.monotonic()
+            if left <= 0 or taken is None:
+                os.close(fd)
+                return False
+            time.sleep(min(delay, left))
+            delay = min(delay * 2, 0.1)
         self.fd = fd
         return True
 
@@ -160,6 +163,21 @@ class BoardLock:
         if self.fd is not None:
             os.close(self.fd)  # closing the open file description releases its lock
             self.fd = None
+
+
+def _try_lock(fd: int) -> bool | None:
+    """True: taken; False: another process holds a conflicting lock; None: the lock cannot be
+    taken at all here (waiting would not help)."""
+    import fcntl
+
+    try:
+        if hasattr(fcntl, "F_OFD_SETLK"):
+            fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _flock(fcntl.F_WRLCK, LOCK_START, LOCK_LENGTH))
+        else:  # not Linux: a classic lock, dropped early should this process close another fd of the board
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, LOCK_LENGTH, LOCK_START)
+    except OSError as exc:
+        return False if exc.errno in (errno.EACCES, errno.EAGAIN) else None
+    return True
 
 
 def _flock(kind: int, start: int, length: int) -> bytes:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from ..salvage.dump import LostAndFound, readable, table_statement
+from ..salvage.dump import FreelistMarks, LostAndFound, readable, table_statement
 from ..salvage.sqlschema import (create_index_sql, parse_create_index, parse_create_table, quote_ident,
                                   uncopied_clauses)
 from ..schema import INTERNAL_TABLES
@@ -83,9 +83,11 @@ class _Lost:
     def __init__(self, conn: sqlite3.Connection, taken):
         self.conn = conn
         self.layout = LostAndFound(taken)
+        self.deleted = 0  # of them, deleted rows (freelist, freeblock): set aside, but not a loss
 
     def add(self, page, rowid, source, reason, table, values) -> None:
         values = tuple(values)
+        self.deleted += source in FreelistMarks.SOURCES
         for stmt in self.layout.prepare(len(values)):
             self.conn.execute(stmt)
         try:
@@ -108,6 +110,7 @@ def load(result, staging: Path, report: RecoverReport, shapes: dict) -> int:
         conn.execute("PRAGMA synchronous=OFF")  # a work file: the final checks decide, not fsync
         conn.execute("BEGIN")
         lost = _Lost(conn, result.tables)
+        marks = FreelistMarks(conn)
         created: dict[str, list[str]] = {}
         for name, t in result.tables.items():
             if name in INTERNAL_TABLES or name.lower().startswith("sqlite_"):
@@ -123,10 +126,13 @@ def load(result, staging: Path, report: RecoverReport, shapes: dict) -> int:
                     tr.rejected += 1
                 continue
             created[name] = have
-            placed += _rows(conn, result, name, t, have, tr, lost, report)
+            placed += _rows(conn, result, name, t, have, tr, lost, report, marks)
         for row in result.lost_and_found:
             lost.add(row.page, row.rowid, row.source, row.reason, row.table, row.values)
         report.lost_and_found = lost.layout.rows
+        report.freelist_rows, report.deleted_set_aside = marks.rows, lost.deleted
+        for tr in report.tables.values():
+            tr.in_file = tr.recovered + tr.rejected + tr.deleted_set_aside  # every row read was placed or set aside
         placed += lost.layout.rows
         if "tasks" not in created:
             conn.execute(head.create_table_sql(head.tasks))
@@ -139,10 +145,12 @@ def load(result, staging: Path, report: RecoverReport, shapes: dict) -> int:
     return placed
 
 
-def _rows(conn, result, name: str, t, have: list[str], tr: TableReport, lost: _Lost, report: RecoverReport) -> int:
+def _rows(conn, result, name: str, t, have: list[str], tr: TableReport, lost: _Lost, report: RecoverReport,
+          marks: FreelistMarks) -> int:
     """The table's rows: the runs the engine verified are copied by SQLite itself (our regenerated
     table is the destination; the engine's own statement reads the damaged copy, read-only and
-    immutable), then every other row, read once, in order, in batches."""
+    immutable), then every other row, read once, in order, in batches; a deleted row brought back
+    (freelist, freeblock) one by one, listed in ``marks``."""
     from ..salvage import copy_sound_rows
 
     have_low = {c.lower() for c in have}
@@ -159,6 +167,11 @@ def _rows(conn, result, name: str, t, have: list[str], tr: TableReport, lost: _L
     key_at = _key_column(name, t.columns)
     chunk: list = []
     for row in t.rows:
+        if row.source in FreelistMarks.SOURCES:
+            done += _batch(conn, sql, name, chunk, idx, use_rowid, tr, lost, report, key_at)
+            chunk = []
+            done += _deleted_row(conn, sql, name, row, idx, use_rowid, tr, lost, marks)
+            continue
         chunk.append(row)
         if len(chunk) >= BATCH:
             done += _batch(conn, sql, name, chunk, idx, use_rowid, tr, lost, report, key_at)
@@ -186,8 +199,27 @@ def _key_column(name: str, columns: list[str]) -> int | None:
     return low.index(pk[0]) if len(pk) == 1 and pk[0] in low else None
 
 
+def _deleted_row(conn, sql, name, row, idx, use_rowid, tr: TableReport, lost: _Lost, marks: FreelistMarks) -> int:
+    """A deleted row brought back: placed like any row, and listed in ``marks`` with the rowid it got.
+    One its table refuses (a live row took its key since) is set aside; no live row is lost."""
+    conn.execute("SAVEPOINT deleted")
+    try:
+        rowid = conn.execute(sql, _values(row, idx, use_rowid)).lastrowid
+        marks.mark(name, rowid, row.source, row.page)
+        conn.execute("RELEASE deleted")
+        return 1
+    except ROW_ERRORS as exc:
+        conn.execute("ROLLBACK TO deleted")
+        conn.execute("RELEASE deleted")
+        tr.deleted_set_aside += 1
+        lost.add(row.page, row.rowid, row.source, f"deleted row rejected by {name}: {exc}", name, row.values)
+        return 0
+
+
 def _batch(conn, sql, name, chunk, idx, use_rowid, tr: TableReport, lost: _Lost, report: RecoverReport,
            key_at: int | None = None) -> int:
+    if not chunk:
+        return 0
     values = [_values(row, idx, use_rowid) for row in chunk]
     conn.execute("SAVEPOINT batch")
     try:

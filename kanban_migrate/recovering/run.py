@@ -20,6 +20,8 @@ from ..errors import (BoardBusy, EnvironmentFailure, ExitCode, KanbanMigrateErro
 from . import swap
 from .files import (Made, copy_sparse, environment_cause, fsync_file, identity, make_dirs, make_work, place_new,
                     present, temp_path, work_name)
+from .final import (check_final, count_board, final_checkpoint, follow_marks, header_problems, missing_tasks,
+                    read_header, verify_healthy, verify_rebuilt)
 from .report import RecoverReport
 
 BUSY_HINT = "stop the board's processes (gateways, dispatcher, workers) first, or pass --output"
@@ -83,73 +85,49 @@ def _hot(journal: Path) -> bool:
         return False
 
 
-def _read_header(path: Path) -> bytes:
-    with open(path, "rb") as fh:
-        return fh.read(100)
+class _Steps:
+    """The run's progress as ``progress(done, total, label)`` calls (a bar's fraction): copy,
+    triage, the final check and delivery; a salvage adds its engine's phases, the load and the
+    revision chain once triage has asked for it."""
 
+    BASE = 4  # copy, triage, final check, deliver
 
-def check_final(path: Path, *, integrity: bool = True) -> str | None:
-    """Why the bytes at ``path`` are not one complete, sound database file, or None: the header's
-    page count times its page size must be the file's size, no WAL may be pending, and
-    ``integrity_check`` must say ok (``integrity=False`` where ``verify --full`` runs it next)."""
-    header = _read_header(path)
-    if len(header) < 100 or not header.startswith(MAGIC):
-        return "no SQLite header"
-    page_size = int.from_bytes(header[16:18], "big")
-    page_size = 65536 if page_size == 1 else page_size
-    pages = int.from_bytes(header[28:32], "big")
-    size = os.stat(path).st_size
-    if header[24:28] == header[92:96]:  # the in-header page count is valid (SQLite >= 3.7.0 wrote it)
-        if pages * page_size != size:
-            return f"the header says {pages} pages of {page_size} bytes, the file has {size} bytes"
-    elif size % page_size:
-        return f"the file's size ({size} bytes) is not a whole number of {page_size}-byte pages"
-    wal = sidecar(path, "-wal")
-    if wal.exists() and wal.stat().st_size:
-        return "a WAL is still pending"
-    if not integrity:
-        return None
-    conn = sqlite3.connect(uri(path, mode="ro", immutable="1"), uri=True)
-    try:
-        rows = [r[0] for r in conn.execute("PRAGMA integrity_check")]
-    except sqlite3.DatabaseError as exc:
-        return f"integrity_check failed: {exc}"
-    finally:
-        conn.close()
-    return None if rows == ["ok"] else f"integrity_check: {rows[0]}"
+    def __init__(self, progress=None):
+        self.progress, self.done, self.total = progress, 0, self.BASE
+        self._phases_at: int | None = None
 
+    def __call__(self, label: str) -> None:
+        self.done = min(self.done + 1, self.total)
+        self._tell(label)
 
-def _final_checkpoint(db: Path, *, new_board: bool) -> None:
-    """Checkpoint everything into the main file and say so, or raise: a checkpoint that did not
-    complete (busy, or a write that failed) must never pass for a finished board. A rebuilt board
-    (``new_board``) then gets the journal mode the application gives a new board
-    (:func:`kanban_migrate.board.journal_mode_for`); a checkpointed copy keeps the board's own."""
-    from ..board import journal_mode_for
+    def grow(self, steps: int) -> None:
+        self.total += steps
 
-    conn = sqlite3.connect(str(db), timeout=1.0, isolation_level=None)  # only this run opens it
-    try:
-        mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
-        if mode == "wal":
-            row = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-            if row is None or row[0] != 0 or row[1] != row[2]:
-                raise Refused(f"the rebuilt board's final checkpoint did not complete ({row})",
-                              "nothing was swapped; rerun", path=str(db))
-        target = (journal_mode_for("delete") or "delete") if new_board else mode
-        if target != mode:
-            got = str(conn.execute(f"PRAGMA journal_mode={target}").fetchone()[0]).lower()
-            if got != target:
-                raise Refused(f"the rebuilt board could not be put in {target} mode (it is {got})",
-                              "nothing was swapped; rerun", path=str(db))
-    finally:
-        conn.close()
+    def phase(self, done: int, total: int, label: str) -> None:
+        """The salvage engine's ``progress`` callback: its phases inside the run's steps."""
+        if self._phases_at is None:
+            self._phases_at = self.done
+            self.grow(total)
+        self.done = self._phases_at + done
+        self._tell(f"salvage: {label}")
+
+    def finish(self, label: str) -> None:
+        self.done = self.total
+        self._tell(label)
+
+    def _tell(self, label: str) -> None:
+        if self.progress is not None:
+            self.progress(self.done, self.total, label)
 
 
 class _Run:
     """One recover run: its options, the files it made, the lock it holds, its report."""
 
-    def __init__(self, board: Path, shown: str, out: Path | None, dump: Path | None, keep_workdir: bool):
+    def __init__(self, board: Path, shown: str, out: Path | None, dump: Path | None, keep_workdir: bool,
+                 progress=None):
         self.board, self.shown, self.out, self.dump_to = board, shown, out, dump
         self.keep_workdir = keep_workdir
+        self.steps = _Steps(progress)
         self.report = RecoverReport(shown)
         self.made = Made()
         self.lock = None
@@ -169,7 +147,7 @@ class _Run:
         return self.out is None
 
     # --- step 0: refuse to race the application ------------------------------------------------
-    def claim(self, assume_idle: bool) -> None:
+    def claim(self, assume_idle: bool, busy_timeout: float) -> None:
         from .inuse import BoardLock, open_by, shm_held, unprovable
 
         if not self.in_place:
@@ -189,14 +167,15 @@ class _Run:
                                 path=self.shown)
         lock = BoardLock(self.board)
         try:
-            taken = lock.acquire()
+            taken = lock.acquire(wait=busy_timeout)
         except OSError as exc:
             cause = environment_cause(exc) or exc.strerror
             raise EnvironmentFailure(f"cannot open the board to lock it ({cause})",
                                      "check the permissions, or recover to a new file with --output",
                                      path=self.shown) from None
         if not taken:
-            raise BoardBusy("the board is in use (another process holds a lock on it)", BUSY_HINT, path=self.shown)
+            raise BoardBusy(f"the board is in use (another process held a lock on it for longer than --busy-timeout "
+                            f"{busy_timeout:g} s)", BUSY_HINT, path=self.shown)
         self.lock = lock
         pids = open_by(self.board)
         if pids:
@@ -241,10 +220,11 @@ class _Run:
 
         snap = None
         if not self.in_place and users(self.board):
-            snap = consistent_snapshot(self.board, self.work, busy_timeout=busy_timeout)
+            snap = consistent_snapshot(self.board, self.work, busy_timeout=busy_timeout, shown=self.shown)
             if snap is not None:
                 self.report.snapshot = "sqlite-backup"
         self.snap = snap or forensic_copy(self.board, self.work, shown=self.shown)
+        self.steps("copied")
 
     # --- step 3: checkpoint and triage on a copy of the copy -----------------------------------
     def triage(self) -> Path | None:
@@ -252,7 +232,7 @@ class _Run:
 
         report, copy = self.report, self.snap.copy
         wal = sidecar(copy, "-wal")
-        has_magic = _read_header(copy)[:16] == MAGIC
+        has_magic = read_header(copy)[:16] == MAGIC
         if wal.exists():
             from ..salvage import wal_summary
 
@@ -277,6 +257,8 @@ class _Run:
             report.notes.append("the WAL checkpoint was blocked; the salvage reads the WAL itself")
             lines, error = None, "checkpoint blocked"
         if lines == [] and error is None:
+            if header_problems(trial):
+                return self._rewrite(trial)
             report.mode = "wal-only" if report.wal_commits else "healthy"
             return trial
         if lines and index_only(lines):
@@ -286,10 +268,33 @@ class _Run:
             finally:
                 conn.close()
             again, error, _ = integrity_lines(trial)
-            if again == [] and error is None:
+            if again == [] and error is None and not header_problems(trial):
                 report.mode = "reindex"
                 return trial
         return None
+
+    def _rewrite(self, trial: Path) -> Path | None:
+        """Every page reads clean but the header disagrees with the file (``verify`` says so, e.g. a
+        file extended or cut outside SQLite): SQLite's backup API writes the pages it reads into a
+        new file of the true size, byte for byte otherwise. None (salvage) when that is not enough."""
+        fixed = self.work / "rewritten.db"
+        os.close(os.open(fixed, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        inherit_access(fixed, self.board)
+        src = sqlite3.connect(uri(trial, mode="ro"), uri=True)
+        dest = sqlite3.connect(str(fixed), isolation_level=None)
+        try:
+            src.backup(dest)
+        except sqlite3.DatabaseError:
+            return None
+        finally:
+            dest.close()
+            src.close()
+        from .triage import integrity_lines
+
+        if header_problems(fixed) or integrity_lines(fixed)[:2] != ([], None):
+            return None
+        self.report.mode = "resized"
+        return fixed
 
     # --- step 4: salvage and rebuild -----------------------------------------------------------
     def salvage(self, include_freelist: bool, time_limit: float) -> Path:
@@ -300,9 +305,10 @@ class _Run:
 
         report, copy = self.report, self.salvage_from or self.snap.copy
         report.mode = "salvage"
+        self.steps.grow(2)  # the load and the revision chain; the engine adds its phases
         wal = sidecar(copy, "-wal")
         result = salvage(copy, wal if wal.exists() else False, include_freelist=include_freelist,
-                         time_limit=time_limit, shapes=known_shapes(), workdir=self.work)
+                         time_limit=time_limit, shapes=known_shapes(), workdir=self.work, progress=self.steps.phase)
         report.pages_unreadable, report.timed_out = result.pages_unreadable, result.timed_out
         staging = self.work / "rebuilt.db"
         os.close(os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
@@ -311,13 +317,13 @@ class _Run:
             placed = load(result, staging, report, known_shapes())
         finally:
             result.close()  # the spool and the file the rows streamed from
+        self.steps("loaded")
         if not placed:
             raise Refused("nothing could be recovered: no readable row of any table",
                           "the file holds no SQLite pages kanban-migrate can read; the input was left as it was",
                           path=self.shown)
         if self.dump_tmp is not None:
             self._write_dump(staging)
-        runs_before = _count(staging, "task_runs")
         try:
             upgrade(staging, backup=False)
         except KanbanMigrateError as exc:  # about a work file of this run: say what it means here
@@ -326,10 +332,10 @@ class _Run:
                 raise EnvironmentFailure(f"{cause}; nothing was changed", FIX_HINT, path=self.shown) from None
             raise Refused(f"the rebuilt board could not be taken to head ({exc.message}); nothing was changed",
                           "please report this", path=self.shown) from None
-        added = _count(staging, "task_runs") - runs_before
-        if added > 0:
-            report.notes.append(f"{added} run(s) created for running tasks that had none (the revision chain's data change)")
-        report.missing_tasks = _missing_tasks(staging)
+        self.steps("at head")
+        if report.freelist_rows:
+            follow_marks(staging)
+        report.missing_tasks = missing_tasks(staging)
         return staging
 
     def _write_dump(self, staging: Path) -> None:
@@ -340,8 +346,8 @@ class _Run:
             fd = os.open(self.dump_tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             self.made.add(self.dump_tmp)
             with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fp:
-                dump_database(conn, fp, title=f"salvage of {self.shown!r} by kanban-migrate recover "
-                                              "(the salvaged tables before the revision chain)")
+                dump_database(conn, fp, title=f"salvage of {os.path.abspath(self.shown)!r} by kanban-migrate "
+                                              "recover (the salvaged tables before the revision chain)")
                 fp.flush()
                 os.fsync(fp.fileno())
         finally:
@@ -350,12 +356,14 @@ class _Run:
 
     # --- step 5: the result must be whole before anything is delivered -------------------------
     def finalize(self, db: Path) -> None:
-        _final_checkpoint(db, new_board=self.report.mode == "salvage")
+        final_checkpoint(db, new_board=self.report.mode == "salvage")
         problem = check_final(db, integrity=False)  # verify below runs integrity_check on these bytes
         if problem:
             raise Refused(f"the rebuilt board failed its final check ({problem}); nothing was swapped",
                           "please report this", path=self.shown)
-        _verify_rebuilt(db, self.shown, self.report)
+        verify_rebuilt(db, self.shown, self.report)
+        count_board(db, self.report)
+        self.steps("checked")
 
     # --- step 6: deliver -----------------------------------------------------------------------
     def deliver(self, db: Path) -> None:
@@ -371,16 +379,20 @@ class _Run:
             self._deliver_output(db)
         else:
             self._swap(db)
+        self.steps.finish("delivered")
 
     def _deliver_output(self, db: Path) -> None:
         tmp = self.out_tmp
         self.made.add(tmp)
-        try:
-            os.link(db, tmp)  # the very bytes verify checked
-            copied = False
-        except OSError:
+        copied = True
+        if not self.keep_workdir:  # a kept work folder must not share the recovered board's inode
+            try:
+                os.link(db, tmp)  # the very bytes verify checked
+                copied = False
+            except OSError:
+                pass
+        if copied:
             copy_sparse(db, tmp)
-            copied = True
         fsync_file(tmp)
         problem = check_final(tmp, integrity=copied)
         if problem:
@@ -402,7 +414,7 @@ class _Run:
         image_wal = swap.build_image(db, board, self.image, self.made)
         aside, created = swap.make_aside(board, self.snap.copy, self.snap.digest, self.made, self.aside_tmp)
         self.delivered += created
-        self._wal_mode = _read_header(db)[18:20] == b"\x02\x02"
+        self._wal_mode = read_header(db)[18:20] == b"\x02\x02"
         self.journal.write(phase="ready", image_wal=str(image_wal), aside=[str(p) for p in created],
                            wal=self._wal_mode)
         swap.commit(board, image_wal)
@@ -448,48 +460,6 @@ class _Run:
             self.lock = None
 
 
-def _count(db: Path, table: str) -> int:
-    conn = sqlite3.connect(uri(db, mode="ro"), uri=True)
-    try:
-        return conn.execute(f'SELECT COUNT(*) FROM "{table}"').fetchone()[0]
-    except sqlite3.Error:
-        return 0
-    finally:
-        conn.close()
-
-
-def _missing_tasks(staging: Path) -> list[str]:
-    from .. import head
-
-    conn = sqlite3.connect(uri(staging, mode="ro"), uri=True)
-    try:
-        have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        parts = [f"SELECT {col} AS task_id FROM {t}" for t, col in head.TASK_CHILDREN.items() if t in have]
-        if not parts:
-            return []
-        sql = (f"SELECT DISTINCT task_id FROM ({' UNION ALL '.join(parts)}) "
-               "WHERE task_id IS NOT NULL AND task_id NOT IN (SELECT id FROM tasks) ORDER BY task_id")
-        return [r[0] for r in conn.execute(sql)]
-    finally:
-        conn.close()
-
-
-def _verify_rebuilt(db: Path, shown: str, report: RecoverReport) -> None:
-    """No integrity or schema error, or nothing is swapped."""
-    from ..verifying import verify
-
-    checked = verify(db, full=True, data=False)
-    if checked.not_checked is not None:  # a check that could not run is no pass
-        raise Refused(f"the rebuilt board could not be verified ({checked.not_checked.reason}); nothing was swapped",
-                      checked.not_checked.hint, path=shown)
-    bad = [f for f in checked.findings if f.severity == "error" and f.check in ("integrity", "schema")]
-    if report.mode != "salvage":
-        bad = [f for f in bad if f.check == "integrity"]  # a WAL-only/REINDEX board keeps its schema
-    if bad:
-        raise Refused(f"the rebuilt board fails verification ({bad[0].message}); nothing was swapped",
-                      "please report this; the board was left as it was", path=shown)
-
-
 def recover(
     path: str | os.PathLike,
     *,
@@ -501,10 +471,14 @@ def recover(
     keep_workdir: bool = False,
     busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
     assume_idle: bool = False,
+    progress=None,
 ) -> RecoverReport:
     """Recover the board at ``path`` (README, "recover"). Returns a report whose ``code`` is 0
     (everything readable recovered) or 1 (rebuilt, but rows were lost); raises a refusal (exit 2,
-    3, 4 or 5) where nothing was changed."""
+    3, 4 or 5) where nothing was changed. ``busy_timeout``: how long to wait for another process's
+    lock on the board (in place: the board's lock; with ``--output``: the read of a live board).
+    ``progress(done, total, label)`` is called as each step ends (the total grows once, when a
+    salvage is needed)."""
     started = time.perf_counter()
     shown = str(path)
     _check_input(Path(path), shown)
@@ -513,15 +487,19 @@ def recover(
     out = Path(os.path.abspath(output)) if output is not None else None
     dump_to = Path(os.path.abspath(dump)) if dump is not None else None
     _check_targets(board, out, dump_to)
-    run = _Run(board, shown, out, dump_to, keep_workdir)
+    run = _Run(board, shown, out, dump_to, keep_workdir, progress)
     report = run.report
     try:
-        run.claim(assume_idle)
+        run.claim(assume_idle, busy_timeout)
         run.prepare(Path(workdir) if workdir is not None else None)
         run.copy(busy_timeout)
         result_db = run.triage()
+        run.steps("triaged")
         if report.mode == "healthy" and run.in_place:
+            count_board(result_db, report)
             run.cleanup()
+            verify_healthy(board, report, busy_timeout)
+            run.steps.finish("nothing to recover")
             report.seconds = time.perf_counter() - started
             return report
         if result_db is None:

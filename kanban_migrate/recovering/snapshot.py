@@ -90,17 +90,30 @@ def _write_manifest(work: Path, manifest: dict, board: Path) -> None:
     inherit_access(path, board)
 
 
-def consistent_snapshot(board: Path, work: Path, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Snapshot | None:
+def consistent_snapshot(board: Path, work: Path, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+                        shown: str | None = None) -> Snapshot | None:
     """The board as one read transaction sees it, through SQLite's backup API (the WAL's
     committed frames included), or None where SQLite cannot read the board (a damaged header,
-    a WAL it refuses): then the byte copy is the way."""
-    from ..board import check_file, open_ro
+    a WAL it refuses): then the byte copy is the way. The read transaction waits up to
+    ``busy_timeout`` for a writer's lock (the backup API itself would retry for ever), then the
+    board is busy: a byte copy of a file a writer holds would be torn."""
+    from ..board import check_file, open_ro, translate
 
     copy = work / COPY
     try:
         bf = check_file(board)
         src = open_ro(bf, busy_timeout=busy_timeout)
     except Exception:  # noqa: BLE001 - not readable by SQLite: the byte copy decides
+        return None
+    try:
+        src.execute("BEGIN")
+        src.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # the read lock, held to the end
+    except sqlite3.Error as exc:
+        src.close()
+        if isinstance(translate(exc, str(board)), BoardBusy):
+            raise BoardBusy(f"another process held a lock on the board for longer than --busy-timeout "
+                            f"{busy_timeout:g} s", "rerun when it is quiet, or with a longer --busy-timeout",
+                            path=shown or str(board)) from None
         return None
     try:
         fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

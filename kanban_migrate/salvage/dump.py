@@ -16,6 +16,8 @@ complete ``CREATE VIEW`` statement. Each table's rows are read once, in order, n
 :class:`LostAndFound` is the layout of the ``lost_and_found`` table, used by this script and by
 the rebuilt board of ``recover`` alike: ``page, rowid_, source, reason, table_, ncol, c0, c1, ...``
 (one ``cN`` per value; the table is widened with ``ALTER TABLE ... ADD COLUMN`` as wider rows come).
+:class:`FreelistMarks` is the table that lists deleted rows brought back (``--include-freelist``);
+in a script, such rows come last in their table after a comment that says so.
 """
 from __future__ import annotations
 
@@ -26,9 +28,11 @@ from dataclasses import dataclass, field
 from .sqlschema import (TableDef, create_index_sql, create_table_sql, parse_create_index, parse_create_table,
                         quote_ident, single_statement, sql_literal)
 
-__all__ = ["write_dump", "dump_database", "sql_literal", "DumpStats", "LostAndFound", "lossless", "readable"]
+__all__ = ["write_dump", "dump_database", "sql_literal", "DumpStats", "LostAndFound", "FreelistMarks", "lossless",
+           "readable"]
 
 LOST_AND_FOUND = "lost_and_found"
+FREELIST_MARKS = "recovered_deleted_rows"  # see FreelistMarks
 _LOST_FIXED = (("page", "INTEGER"), ("rowid_", "INTEGER"), ("source", "TEXT"), ("reason", "TEXT"),
                ("table_", "TEXT"), ("ncol", "INTEGER"))
 MAX_LOST_VALUES = 2000 - len(_LOST_FIXED) - 4  # SQLite's default limit is 2000 columns a table
@@ -157,21 +161,39 @@ def table_statement(name: str, t) -> tuple[str, TableDef | None, list[str]]:
 
 def write_dump(result, fp, *, lost_and_found: str = LOST_AND_FOUND,
                include_indexes: bool = True, include_triggers: bool = False,
-               include_views: bool = True) -> DumpStats:
-    """Write ``result`` (a SalvageResult) to the text file ``fp`` as an SQL script."""
+               include_views: bool = True, source: str | None = None) -> DumpStats:
+    """Write ``result`` (a SalvageResult) to the text file ``fp`` as an SQL script. ``source``:
+    the board the header names (default: the file the salvage read, which may be a copy)."""
     stats = DumpStats()
-    w = fp.write
     lost = LostAndFound(result.tables, lost_and_found)
     stats.lost_and_found_table = lost.name
+    fp.write(f"-- salvage of {str(source or result.path)!r} by kanban_migrate.salvage\n")
+    fp.write("PRAGMA foreign_keys=OFF;\nBEGIN;\n")
+    index_defs = _index_defs(result)
+    emitted = _write_tables(fp.write, result, index_defs, lost, stats)
+    for r in result.lost_and_found:
+        _write_lost(fp.write, lost, r.page, r.rowid, r.source, r.reason, r.table, r.values)
+    stats.lost_rows = lost.rows
+    _write_schema_objects(fp.write, result, index_defs, emitted, stats, include_indexes=include_indexes,
+                          include_triggers=include_triggers, include_views=include_views)
+    fp.write("COMMIT;\n")
+    return stats
 
-    w(f"-- salvage of {str(result.path)!r} by kanban_migrate.salvage\n")
-    w("PRAGMA foreign_keys=OFF;\nBEGIN;\n")
-    index_defs = {}
+
+def _index_defs(result) -> dict:
+    """The salvaged file's index definitions that parse, by name."""
+    out = {}
     for e in result.schema:
         if e.type == "index" and e.sql:
             idx = parse_create_index(e.sql)
             if idx is not None:
-                index_defs[e.name] = idx
+                out[e.name] = idx
+    return out
+
+
+def _write_tables(w, result, index_defs: dict, lost: LostAndFound, stats: DumpStats) -> dict[str, TableDef | None]:
+    """Each table's regenerated CREATE and its rows, then ``sqlite_sequence``; returns the
+    definitions written, by table name."""
     emitted: dict[str, TableDef | None] = {}
     autoinc = False
     seq_rows = None
@@ -185,15 +207,12 @@ def write_dump(result, fp, *, lost_and_found: str = LOST_AND_FOUND,
             w(f"-- {quote_ident(name)}: internal table, rows not recreated\n")
             continue
         sql, td, notes = table_statement(name, t)
-        for note in notes:
-            stats.skipped.append(f"{name}: {note}")
+        stats.skipped.extend(f"{name}: {note}" for note in notes)
         w(sql + ";\n")
         emitted[name] = td
         stats.tables += 1
-        if td is not None and td.autoincrement:
-            autoinc = True
+        autoinc = autoinc or (td is not None and td.autoincrement)
         _write_rows(w, name, t, td, [i for i in index_defs.values() if i.table == name], lost, stats)
-
     if seq_rows is not None:
         if autoinc:
             w("DELETE FROM sqlite_sequence;\n")
@@ -202,11 +221,12 @@ def write_dump(result, fp, *, lost_and_found: str = LOST_AND_FOUND,
                   ",".join(sql_literal(v) for v in tuple(row.values)[:2]) + ");\n")
         else:
             stats.skipped.append("sqlite_sequence: no AUTOINCREMENT table recreated")
+    return emitted
 
-    for r in result.lost_and_found:
-        _write_lost(w, lost, r.page, r.rowid, r.source, r.reason, r.table, r.values)
-    stats.lost_rows = lost.rows
 
+def _write_schema_objects(w, result, index_defs: dict, emitted: dict, stats: DumpStats, *,
+                          include_indexes: bool, include_triggers: bool, include_views: bool) -> None:
+    """Plain column indexes regenerated; views and triggers only when asked and one statement."""
     for e in result.schema:
         if not e.sql or e.type == "table":
             continue
@@ -231,106 +251,166 @@ def write_dump(result, fp, *, lost_and_found: str = LOST_AND_FOUND,
                 w(f"-- {quote_ident(e.name)}: {e.type} not recreated (its stored text is not one statement)\n")
                 continue
             w(e.sql.rstrip().rstrip(";") + ";\n")
-    w("COMMIT;\n")
-    return stats
 
 
-# One piece: the per-row loop of the dump, with everything it needs computed once before it.
-def _write_rows(w, name: str, t, td: TableDef | None, indexes, lost: LostAndFound, stats: DumpStats) -> None:
+@dataclass
+class _RowRules:
+    """What the target table will enforce, computed once per table: its value count, NOT NULL
+    columns, STRICT types and key sets (PRIMARY KEY, UNIQUE, unique plain indexes)."""
+
+    width: int
+    not_null: list[int] = field(default_factory=list)
+    strict: list[tuple[int, tuple]] = field(default_factory=list)
+    key_sets: list[list[int]] = field(default_factory=list)
+    seen: list[set] = field(default_factory=list)
+    without_rowid: bool = False
+
+    @classmethod
+    def of(cls, t, td: TableDef | None, indexes) -> _RowRules:
+        lower = [c.lower() for c in t.columns]
+        pos = {c: i for i, c in enumerate(lower)}
+        rules = cls(len(lower), without_rowid=t.without_rowid)
+        if td is not None and len(td.columns) == rules.width:
+            for us in td.unique_sets:
+                idx = [pos.get(c.lower()) for c in us]
+                if None not in idx and not (len(idx) == 1 and idx[0] == td.rowid_alias):
+                    rules.key_sets.append(idx)
+            rules.not_null = [i for i, c in enumerate(td.columns) if c.not_null and i != td.rowid_alias]
+            if td.strict:
+                for i, c in enumerate(td.columns):
+                    ty = _STRICT_TYPES.get(c.decl_type.upper().split("(")[0].strip())
+                    if ty is not None:
+                        rules.strict.append((i, ty))
+        for idx in indexes:
+            if idx.unique and idx.columns is not None and not idx.partial:
+                cols = [pos.get(c.lower()) for c in idx.columns]
+                if None not in cols:
+                    rules.key_sets.append(cols)
+        rules.seen = [set() for _ in rules.key_sets]
+        return rules
+
+    def refuses(self, vals: tuple) -> bool:
+        """The table would refuse ``vals``; otherwise its keys are remembered."""
+        if len(vals) != self.width or any(vals[i] is None for i in self.not_null):
+            return True
+        if any(v is not None and type(v) not in ty for i, ty in self.strict for v in (vals[i],)):
+            return True
+        keys = []
+        for ks, seen in zip(self.key_sets, self.seen):
+            key = tuple(vals[i] for i in ks)
+            if None in key and not self.without_rowid:
+                keys.append(None)
+                continue
+            if key in seen:
+                return True
+            keys.append(key)
+        for key, seen in zip(keys, self.seen):
+            if key is not None:
+                seen.add(key)
+        return False
+
+
+def _insert_prefixes(name: str, t, td: TableDef | None) -> tuple[list[int], str, str | None]:
+    """(the columns written, the INSERT prefix without a rowid, the prefix with one or None)."""
     columns = list(t.columns)
-    n = len(columns)
-    insertable = list(range(n))
-    if td is not None and len(td.columns) == n:
+    insertable = list(range(len(columns)))
+    if td is not None and len(td.columns) == len(columns):
         insertable = [i for i, c in enumerate(td.columns) if c.generated is None]
     lower = [c.lower() for c in columns]
     rowid_name = None
     if not t.without_rowid and t.rowid_alias is None:
-        for cand in ("_rowid_", "rowid", "oid"):
-            if cand not in lower:
-                rowid_name = cand
-                break
+        rowid_name = next((cand for cand in ("_rowid_", "rowid", "oid") if cand not in lower), None)
     col_sql = ",".join(quote_ident(columns[i]) for i in insertable)
-    prefix_norowid = f"INSERT INTO {quote_ident(name)}({col_sql}) VALUES("
-    prefix_rowid = (f"INSERT INTO {quote_ident(name)}({rowid_name},{col_sql}) VALUES("
-                    if rowid_name else prefix_norowid)
+    plain = f"INSERT INTO {quote_ident(name)}({col_sql}) VALUES("
+    with_rowid = f"INSERT INTO {quote_ident(name)}({rowid_name},{col_sql}) VALUES(" if rowid_name else None
+    return insertable, plain, with_rowid
 
-    # constraints the target table will enforce
-    pos = {c: i for i, c in enumerate(lower)}
-    key_sets: list[list[int]] = []
-    not_null: list[int] = []
-    strict_checks: list[tuple[int, tuple | None]] = []
-    if td is not None and len(td.columns) == n:
-        for us in td.unique_sets:
-            idx = [pos.get(c.lower()) for c in us]
-            if None not in idx and not (len(idx) == 1 and idx[0] == td.rowid_alias):
-                key_sets.append(idx)
-        not_null = [i for i, c in enumerate(td.columns) if c.not_null and i != td.rowid_alias]
-        if td.strict:
-            for i, c in enumerate(td.columns):
-                ty = _STRICT_TYPES.get(c.decl_type.upper().split("(")[0].strip())
-                if ty is not None:
-                    strict_checks.append((i, ty))
-    for idx in indexes:
-        if idx.unique and idx.columns is not None and not idx.partial:
-            cols = [pos.get(c.lower()) for c in idx.columns]
-            if None not in cols:
-                key_sets.append(cols)
-    seen_keys = [set() for _ in key_sets]
-    all_cols = insertable == list(range(n))
-    without_rowid = t.without_rowid
+
+def _write_rows(w, name: str, t, td: TableDef | None, indexes, lost: LostAndFound, stats: DumpStats) -> None:
+    """The table's rows as INSERTs, in batches; a row the table would refuse goes to
+    lost_and_found instead, so that loading the script never fails on it."""
+    insertable, plain, with_rowid = _insert_prefixes(name, t, td)
+    rules = _RowRules.of(t, td, indexes)
+    all_cols = insertable == list(range(rules.width))
     diverted = written = 0
     lit = sql_literal
-    out = []
+    out: list[str] = []
+    deleted = False
     for row in t.rows:
         vals = tuple(row.values)
-        bad = len(vals) != n
-        if not bad:
-            for i in not_null:
-                if vals[i] is None:
-                    bad = True
-                    break
-        if not bad and strict_checks:
-            for i, ty in strict_checks:
-                v = vals[i]
-                if v is not None and type(v) not in ty:
-                    bad = True
-                    break
-        if not bad and key_sets:
-            keys = []
-            for ks, seen in zip(key_sets, seen_keys):
-                key = tuple(vals[i] for i in ks)
-                if None in key and not without_rowid:
-                    keys.append(None)
-                    continue
-                if key in seen:
-                    bad = True
-                    break
-                keys.append(key)
-            if not bad:
-                for key, seen in zip(keys, seen_keys):
-                    if key is not None:
-                        seen.add(key)
-        if bad:
-            if out:
-                w("".join(out))
-                out.clear()
+        if not deleted and row.source in FreelistMarks.SOURCES:
+            deleted = True
+            out.append("-- the rows below were deleted and came back from the freelist or freeblocks\n")
+        if rules.refuses(vals):
+            w("".join(out))
+            out.clear()
             _write_lost(w, lost, row.page, row.rowid, row.source, f"rejected by {name}", name, vals)
             diverted += 1
             continue
         picked = vals if all_cols else [vals[i] for i in insertable]
-        if row.rowid is not None and rowid_name:
-            out.append(prefix_rowid + lit(row.rowid) + "," + ",".join(map(lit, picked)) + ");\n")
+        if row.rowid is not None and with_rowid:
+            out.append(with_rowid + lit(row.rowid) + "," + ",".join(map(lit, picked)) + ");\n")
         else:
-            out.append(prefix_norowid + ",".join(map(lit, picked)) + ");\n")
+            out.append(plain + ",".join(map(lit, picked)) + ");\n")
         written += 1
         if len(out) >= 2048:
             w("".join(out))
             out.clear()
-    if out:
-        w("".join(out))
+    w("".join(out))
     stats.rows += written
     if diverted:
         stats.diverted[name] = diverted
+
+
+class FreelistMarks:
+    """The table listing rows brought back from deleted content (``recover --include-freelist``):
+    ``table_, key, rowid_, source, page`` — the table the row is in now, its key there (the
+    primary key's value; a JSON array for a key of several columns; the rowid where there is no
+    declared key), its rowid there, ``'freelist'`` or ``'freeblock'``, and the page of the damaged
+    file it was read from. The row itself is in its table like any other: this table says which
+    rows were deleted ones, in the rebuilt board and in ``--dump`` alike."""
+
+    SOURCES = ("freelist", "freeblock")
+
+    def __init__(self, conn: sqlite3.Connection, name: str = FREELIST_MARKS):
+        self.conn, self.name, self.rows = conn, name, 0
+        self._made = False
+
+    def mark(self, table: str, rowid: int, source: str, page) -> None:
+        """List the row of ``table`` at ``rowid`` (just inserted), its key computed by SQLite."""
+        if not self._made:
+            self.conn.execute(f"CREATE TABLE IF NOT EXISTS {quote_ident(self.name)} "
+                              "(table_ TEXT, key, rowid_ INTEGER, source TEXT, page INTEGER)")
+            self._made = True
+        self.conn.execute(f"INSERT INTO {quote_ident(self.name)} (table_, key, rowid_, source, page) "
+                          f"SELECT ?, {key_sql(self.conn, table)}, _rowid_, ?, ? FROM {quote_ident(table)} "
+                          "WHERE _rowid_ = ?", (table, source, page, rowid))
+        self.rows += 1
+
+    @staticmethod
+    def follow(conn: sqlite3.Connection, name: str = FREELIST_MARKS) -> None:
+        """Point ``rowid_`` at each listed row again by its key (a table the revision chain
+        rebuilt may have given its rows new rowids)."""
+        if not _has_table(conn, name):
+            return
+        for (table,) in conn.execute(f"SELECT DISTINCT table_ FROM {quote_ident(name)}").fetchall():
+            if _has_table(conn, table):
+                conn.execute(f"UPDATE {quote_ident(name)} SET rowid_ = (SELECT _rowid_ FROM {quote_ident(table)} "
+                             f"WHERE {key_sql(conn, table)} = {quote_ident(name)}.key) WHERE table_ = ?", (table,))
+
+
+def key_sql(conn: sqlite3.Connection, table: str) -> str:
+    """The SQL expression of a row's key in ``table``: its declared primary key's column, a
+    ``json_array`` of its columns, else ``_rowid_``."""
+    info = conn.execute(f"PRAGMA table_info({quote_ident(table)})").fetchall()
+    pk = [r[1] for r in sorted((r for r in info if r[5]), key=lambda r: r[5])]
+    if len(pk) == 1:
+        return quote_ident(pk[0])
+    return f"json_array({', '.join(map(quote_ident, pk))})" if pk else "_rowid_"
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
 
 
 def dump_database(conn: sqlite3.Connection, fp, *, title: str) -> None:
@@ -339,37 +419,20 @@ def dump_database(conn: sqlite3.Connection, fp, *, title: str) -> None:
     Only for a database kanban-migrate built itself (``recover``'s rebuilt board, before the
     revision chain): every statement in its schema was generated by :mod:`.sqlschema` or taken from
     kanban-migrate's own table definitions, so writing them out copies nothing from a damaged file.
-    Rows are streamed; rowids of tables without an INTEGER PRIMARY KEY are kept.
+    Rows are streamed; rowids of tables without an INTEGER PRIMARY KEY are kept. Rows listed in
+    :data:`FREELIST_MARKS` (deleted rows brought back) come last in their table, after a comment.
     """
     w = fp.write
     conn.text_factory = lambda b: b.decode("utf-8", "surrogateescape")
     w(f"-- {title}\nPRAGMA foreign_keys=OFF;\nBEGIN;\n")
     objects = conn.execute("SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL "
                            "AND name NOT LIKE 'sqlite!_%' ESCAPE '!' ORDER BY rowid").fetchall()
+    marks = _has_table(conn, FREELIST_MARKS)
     for kind, name, sql in objects:
-        if kind != "table":
-            continue
-        w(sql + ";\n")
-        info = conn.execute(f"PRAGMA table_info({quote_ident(name)})").fetchall()
-        cols = [r[1] for r in info]
-        pk = [r for r in info if r[5]]
-        alias = len(pk) == 1 and pk[0][2].upper() == "INTEGER"
-        try:
-            conn.execute(f"SELECT _rowid_ FROM {quote_ident(name)} LIMIT 0")
-            rowid = not alias and "_rowid_" not in [c.lower() for c in cols]
-        except sqlite3.OperationalError:  # WITHOUT ROWID
-            rowid = False
-        names = (["_rowid_"] if rowid else []) + [quote_ident(c) for c in cols]
-        select = ", ".join(names)
-        prefix = f"INSERT INTO {quote_ident(name)}({select}) VALUES("
-        out = []
-        for values in conn.execute(f"SELECT {select} FROM {quote_ident(name)}"):
-            out.append(prefix + ",".join(map(sql_literal, values)) + ");\n")
-            if len(out) >= 2048:
-                w("".join(out))
-                out.clear()
-        w("".join(out))
-    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'").fetchone():
+        if kind == "table":
+            w(sql + ";\n")
+            _dump_table(conn, w, name, marks and name != FREELIST_MARKS)
+    if _has_table(conn, "sqlite_sequence"):
         w("DELETE FROM sqlite_sequence;\n")
         for values in conn.execute("SELECT name, seq FROM sqlite_sequence"):
             w("INSERT INTO sqlite_sequence(name,seq) VALUES(" + ",".join(map(sql_literal, values)) + ");\n")
@@ -377,3 +440,39 @@ def dump_database(conn: sqlite3.Connection, fp, *, title: str) -> None:
         if kind == "index":
             w(sql + ";\n")
     w("COMMIT;\n")
+
+
+def _dump_table(conn: sqlite3.Connection, w, name: str, marks: bool) -> None:
+    info = conn.execute(f"PRAGMA table_info({quote_ident(name)})").fetchall()
+    cols = [r[1] for r in info]
+    pk = [r for r in info if r[5]]
+    alias = len(pk) == 1 and pk[0][2].upper() == "INTEGER"
+    try:
+        conn.execute(f"SELECT _rowid_ FROM {quote_ident(name)} LIMIT 0")
+        has_rowid = True
+    except sqlite3.OperationalError:  # WITHOUT ROWID
+        has_rowid = marks = False
+    rowid = has_rowid and not alias and "_rowid_" not in [c.lower() for c in cols]
+    select = ", ".join((["_rowid_"] if rowid else []) + [quote_ident(c) for c in cols])
+    prefix = f"INSERT INTO {quote_ident(name)}({select}) VALUES("
+    query = f"SELECT {select} FROM {quote_ident(name)}"
+    marked = f"_rowid_ IN (SELECT rowid_ FROM {quote_ident(FREELIST_MARKS)} WHERE table_ = ?)"
+    if not marks:
+        _dump_rows(w, prefix, conn.execute(query))
+        return
+    _dump_rows(w, prefix, conn.execute(f"{query} WHERE NOT {marked}", (name,)))
+    n = conn.execute(f"SELECT COUNT(*) FROM {quote_ident(name)} WHERE {marked}", (name,)).fetchone()[0]
+    if n:
+        w(f"-- {n} row(s) below were deleted and came back from the freelist (recover --include-freelist); "
+          f"table {FREELIST_MARKS} lists them\n")
+        _dump_rows(w, prefix, conn.execute(f"{query} WHERE {marked}", (name,)))
+
+
+def _dump_rows(w, prefix: str, cursor) -> None:
+    out = []
+    for values in cursor:
+        out.append(prefix + ",".join(map(sql_literal, values)) + ");\n")
+        if len(out) >= 2048:
+            w("".join(out))
+            out.clear()
+    w("".join(out))

@@ -195,7 +195,7 @@ def open_state(db_path: str, wal_path=None, *, include_freelist: bool = False, t
 
 
 def salvage(db_path, wal_path=None, *, include_freelist: bool = False, time_limit: float = 60.0,
-            shapes=None, workdir=None) -> SalvageResult:
+            shapes=None, workdir=None, progress=None) -> SalvageResult:
     """Read every row that can be read from ``db_path`` (and its WAL).
 
     ``wal_path``: None looks for ``<db_path>-wal`` beside the file; False ignores any WAL;
@@ -205,6 +205,7 @@ def salvage(db_path, wal_path=None, *, include_freelist: bool = False, time_limi
     freelist no longer lists: unreached pages of a table whose b-tree walk was complete) and
     in freeblocks / unallocated space of table pages, marked source='freelist' / 'freeblock'.
     ``workdir``: where rows are spooled (an anonymous temporary file; default: the system's).
+    ``progress(done, total, phase)``: called as each phase ends (a progress bar's fraction).
     Rows are streamed: the result reads the file again as they are iterated, until
     ``result.close()``. Only an unopenable ``db_path`` raises (OSError).
     """
@@ -221,7 +222,7 @@ def salvage(db_path, wal_path=None, *, include_freelist: bool = False, time_limi
     if include_freelist:
         phases.append(("freeblock carving", carve_freeblocks))
     try:
-        for phase, fn in phases:
+        for done, (phase, fn) in enumerate(phases, 1):
             try:
                 fn(sv)
             except Timeout:
@@ -231,6 +232,8 @@ def salvage(db_path, wal_path=None, *, include_freelist: bool = False, time_limi
                 problems.append(f"recursion limit reached during {phase}; result is partial")
             except Exception as e:   # garbage must never take the whole salvage down
                 problems.append(f"{phase} stopped by {type(e).__name__}: {e}; result is partial")
+            if progress is not None:
+                progress(done, len(phases), phase)
     finally:
         read_back.close()
     return _assemble(sv, probe, db_path, problems, t0)
