@@ -89,8 +89,19 @@ board_template = _Templates()
 ``kanban_board_template`` fixture returns, for test helpers that are not fixtures."""
 
 
+_sessions = 0  # pytest runs in this process (a pytester run nests one inside another)
+
+
+def pytest_configure(config):
+    global _sessions
+    _sessions += 1
+
+
 def pytest_unconfigure(config):
-    board_template.remove()
+    global _sessions
+    _sessions -= 1
+    if _sessions == 0:
+        board_template.remove()
 
 
 @pytest.fixture(scope="session")

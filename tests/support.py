@@ -1,5 +1,6 @@
-"""Helpers the tests share (reading a board without changing it, hashing files and folders).
-Fixtures live in ``conftest.py``; damage recipes in ``corruption.py``."""
+"""Helpers the tests share: reading a board without changing it, running statements on one,
+hashing files and folders. Fixtures live in ``conftest.py`` (boards come from the project's own
+pytest plugin: ``kanban_board``, ``kanban_board_template``); damage recipes in ``corruption.py``."""
 
 from __future__ import annotations
 

@@ -150,3 +150,13 @@ def test_plugin_can_be_disabled(pytester):
     result.stdout.fnmatch_lines(["*fixture 'kanban_board' not found*", "*fixture 'legacy_board' not found*"],
                                 consecutive=False)
     result.assert_outcomes(errors=5, failed=1)  # test_every_shape is no longer parametrized
+
+
+def test_a_pytest_run_inside_a_session_keeps_the_session_s_templates(pytester, kanban_board_template):
+    outer = kanban_board_template(shape="v0", tasks=5, seed=4)
+    pytester.makepyfile(test_inner='''
+def test_inner(kanban_board):
+    assert kanban_board(shape="v0", tasks=5, seed=4).is_file()
+''')
+    pytester.runpytest_inprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+    assert outer.is_file()
