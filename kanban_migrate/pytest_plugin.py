@@ -9,6 +9,7 @@
 
     def test_a_home_of_boards(kanban_board_template, tmp_path):
         source = kanban_board_template(shape="v1", tasks=50, seed=2)   # shared: copy, never write
+        (tmp_path / ".hermes").mkdir()
         shutil.copyfile(source, tmp_path / ".hermes" / "kanban.db")
 
 The shapes are the ones ``kanban-migrate fixtures list`` prints. Each board is built once per
