@@ -11,7 +11,8 @@ import pytest
 from kanban_migrate.cli import main
 from kanban_migrate.cli.render import print_verify
 from kanban_migrate.verifying import verify
-from test_verify_support import digest, listing, make_board, plant, repoint_index
+import corruption as C
+from test_verify_support import digest, listing, make_board, plant
 
 NO_HOME = {"HERMES_KANBAN_DB": None, "HERMES_KANBAN_HOME": None, "HERMES_HOME": None}
 
@@ -90,7 +91,7 @@ def test_not_sqlite_is_exit_1_not_a_crash(tmp_path, run):
 
 def test_thorough_by_default_quick_on_request(tmp_path, run):
     path = make_board(tmp_path)
-    repoint_index(path)
+    C.mismatch_index(path, "idx_tasks_status", "tasks", "title")
     quick = json.loads(run("--json", "--quick", path).output)
     default = json.loads(run("--json", path).output)
     full = json.loads(run("--json", "--full", path).output)
@@ -154,7 +155,7 @@ def test_bad_busy_timeout_is_usage(tmp_path, timeout, run):
     assert run("--busy-timeout", timeout, path).exit_code == 2
 
 
-def test_verify_all_in_parallel_processes_agrees_with_one_by_one(tmp_path, board_cache):
+def test_verify_all_in_parallel_processes_agrees_with_one_by_one(tmp_path, kanban_board_template):
     """verify --all --jobs N covers archived and per-profile boards, in parallel processes, with
     the same reports in the same order as --jobs 1, and exits with the worst code."""
     import json as _json
@@ -171,7 +172,7 @@ def test_verify_all_in_parallel_processes_agrees_with_one_by_one(tmp_path, board
     targets = [home / "kanban.db", home / "kanban/boards/work/kanban.db",
                home / "kanban/boards/_archived/old-1/kanban.db", home / "profiles/coder/kanban.db"]
     for i, t in enumerate(targets):
-        _shutil.copyfile(board_cache("v2b", 20, i + 1), t)
+        _shutil.copyfile(kanban_board_template("v2b", 20, i + 1), t)
         if i % 2 == 0:
             _upgrade(t, backup=False)
     env = {k: v for k, v in _os.environ.items() if not k.startswith("HERMES")}
