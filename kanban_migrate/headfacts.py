@@ -31,9 +31,16 @@ _HERE = Path(__file__).resolve().parent
 
 
 def _digest() -> str:
+    """The sources, and SQLAlchemy's own ``__init__`` (it carries its version): the DDL is
+    rendered by SQLAlchemy, so another release of it must derive the facts again."""
+    from importlib.util import find_spec
+
     h = hashlib.sha256(marshal.version.to_bytes(4, "little"))
     for name in SOURCES:
         h.update((_HERE / name).read_bytes())
+    spec = find_spec("sqlalchemy")
+    if spec is not None and spec.origin:
+        h.update(Path(spec.origin).read_bytes())
     return h.hexdigest()[:16]
 
 
