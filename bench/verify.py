@@ -9,7 +9,10 @@ several rounds:
 * ``kanban-migrate verify --quick BOARD`` vs ``python -c`` running ``PRAGMA quick_check``
 
 and prints the medians and their ratios (target: <= 1.3 each). Every timing is a fresh
-subprocess, so interpreter start-up is in both sides of each ratio. The CPU time (user + system)
+subprocess, so interpreter start-up is in both sides of each ratio. Modules run compiled, as an
+installed package's do (pip compiles them at install; here they are compiled once into
+``bench/_work/pycache`` even where ``PYTHONDONTWRITEBYTECODE`` is set), and a first untimed run
+of each command warms the page cache and what ``verify`` keeps of head (:mod:`kanban_migrate.headfacts`). The CPU time (user + system)
 of each side is printed too: on a shared machine it moves less than the wall-clock time, and
 ``verify`` on 2 cores cannot take less wall-clock time than about half its CPU time.
 
@@ -21,7 +24,7 @@ to COMMIT) while ``verify`` runs; side by side: no verify at all, and today's ``
 from git (``--before REF``, default the last commit before the read policy of :mod:`.access`),
 alternating. Target: under one second.
 
-    .venv/bin/python bench/verify.py [--rounds 5] [--tasks 170000] [--priority]
+    .venv/bin/python bench/verify.py [--rounds 5] [--tasks 170000] [--priority] [--against REF]
     .venv/bin/python bench/verify.py --writer [--rounds 3] [--before REF]
 """
 
@@ -109,13 +112,18 @@ ANCHOR = (
 PRIORITY = -20
 
 
+#: The environment of every timed command: compiled modules kept under bench/_work (see above).
+ENV = {**{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
+       "PYTHONPYCACHEPREFIX": str(WORK / "pycache")}
+
+
 def _time(cmd: list[str], priority: bool = False, env: dict | None = None) -> tuple[float, float]:
     """(wall-clock seconds, CPU seconds: user + system) of one run of ``cmd`` (in bench/_work: not
     the repository, whose kanban_migrate would come before an ``env`` PYTHONPATH)."""
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     WORK.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=WORK,
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env or ENV, cwd=WORK,
                           preexec_fn=(lambda: os.nice(PRIORITY)) if priority else None)
     dt = time.perf_counter() - t0
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -140,10 +148,7 @@ def parallel_cores(cmd: list[str], priority: bool) -> float:
 
 
 def _verify_cmd(path: Path, *extra: str) -> list[str]:
-    code = (
-        "import sys;from kanban_migrate.verifying.cli import verify_command;"
-        "verify_command.main(sys.argv[1:], prog_name='kanban-migrate verify')"
-    )
+    code = "import sys;from kanban_migrate.cli import main;sys.exit(main(['verify', *sys.argv[1:]]))"
     return [sys.executable, "-c", code, *extra, str(path)]
 
 
@@ -291,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--before", default=BEFORE, help="the git commit whose verify is today's")
     ap.add_argument("--compare-before", action="store_true",
                     help="time today's verify (--before) too: its default (quick_check) and its --full")
+    ap.add_argument("--against", metavar="REF", default=None,
+                    help="time the verify of git REF too, with the same options (e.g. a branch point)")
     ap.add_argument("-v", "--verbose", action="store_true", help="print every run's time")
     args = ap.parse_args(argv)
 
@@ -313,14 +320,22 @@ def main(argv: list[str] | None = None) -> int:
         "quick": (_verify_cmd(path, "--quick"), [sys.executable, "-c", ANCHOR.format(pragma="quick_check"), str(path)]),
         "full": (_verify_cmd(path), [sys.executable, "-c", ANCHOR.format(pragma="integrity_check"), str(path)]),
     }
-    tree = before_tree(args.before) if args.compare_before else None
-    old_env = {**os.environ, "PYTHONPATH": str(tree)} if tree else None
-    old_cmds = {"quick": _verify_cmd(path), "full": _verify_cmd(path, "--full")}
+    ref = args.against or args.before
+    tree = before_tree(ref) if args.compare_before or args.against else None
+    old_env = {**ENV, "PYTHONPATH": str(tree), "PYTHONPYCACHEPREFIX": str(WORK / f"pycache-{ref}")} if tree else None
+    if args.against:
+        old_cmds = {name: verify_cmd for name, (verify_cmd, _anchor) in pairs.items()}
+    else:  # the verify of --before: quick_check was its default, integrity_check its --full
+        old_cmds = {"quick": _verify_cmd(path), "full": _verify_cmd(path, "--full")}
     times: dict[str, dict[str, list[tuple[float, float]]]] = {k: {"verify": [], "anchor": [], "before": []}
                                                                for k in pairs}
     load = os.getloadavg()[0]
-    # warm the page cache once so that the first measured run is not an outlier
-    _time(pairs["quick"][1], args.priority)
+    # warm the page cache, the compiled modules and head's facts: the first measured run is no outlier
+    for name, (verify_cmd, anchor_cmd) in pairs.items():
+        _time(anchor_cmd, args.priority)
+        _time(verify_cmd, args.priority)
+        if tree:
+            _time(old_cmds[name], args.priority, old_env)
     for r in range(args.rounds):
         for name, (verify_cmd, anchor_cmd) in pairs.items():
             order = [("verify", verify_cmd, None), ("anchor", anchor_cmd, None)]
@@ -348,7 +363,8 @@ def main(argv: list[str] | None = None) -> int:
         if times[name]["before"]:
             b = statistics.median(t for t, _ in times[name]["before"])
             bc = statistics.median(c for _, c in times[name]["before"])
-            what = f"today's verify{' --full' if name == 'full' else ''} ({args.before})"
+            what = (f"verify{' --quick' if name == 'quick' else ''} at {ref}" if args.against
+                    else f"today's verify{' --full' if name == 'full' else ''} ({ref})")
             print(f"{'':14} {b:>9.2f} {a:>11.2f} {b / a:>7.2f}  {bc:>10.2f} {ac:>10.2f}  <- {what}")
         if args.verbose:
             print("    verify runs: " + ", ".join(f"{t:.2f}" for t, _ in times[name]["verify"]))

@@ -17,22 +17,18 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-_LAZY = {
-    "upgrade": ("kanban_migrate.upgrading", "upgrade"),
-    "upgrade_all": ("kanban_migrate.upgrading", "upgrade_all"),
-    "upgrade_many": ("kanban_migrate.upgrading", "upgrade_many"),
-    "status": ("kanban_migrate.upgrading", "status"),
-    "is_current": ("kanban_migrate.upgrading", "is_current"),
-    "ensure_head": ("kanban_migrate.ensure", "ensure_head"),
-    "UpgradeResult": ("kanban_migrate.upgrading.result", "UpgradeResult"),
-    "StatusResult": ("kanban_migrate.upgrading.result", "StatusResult"),
-    "verify": ("kanban_migrate.verifying", "verify"),
-    "recover": ("kanban_migrate.recovering", "recover"),
-    "restore": ("kanban_migrate.restore", "restore"),
-    "discover": ("kanban_migrate.home", "discover"),
-    "ExitCode": ("kanban_migrate.errors", "ExitCode"),
-    "KanbanMigrateError": ("kanban_migrate.errors", "KanbanMigrateError"),
+#: The public names, by the module that defines each (imported on first use).
+_PUBLIC = {
+    "kanban_migrate.upgrading": ("upgrade", "upgrade_all", "upgrade_many", "status", "is_current"),
+    "kanban_migrate.upgrading.result": ("UpgradeResult", "StatusResult"),
+    "kanban_migrate.ensure": ("ensure_head",),
+    "kanban_migrate.verifying": ("verify", "verify_many", "VerifyReport"),
+    "kanban_migrate.recovering": ("recover",),
+    "kanban_migrate.restore": ("restore",),
+    "kanban_migrate.home": ("discover",),
+    "kanban_migrate.errors": ("ExitCode", "KanbanMigrateError"),
 }
+_LAZY = {name: module for module, names in _PUBLIC.items() for name in names}
 
 __all__ = sorted(_LAZY) + ["__version__"]
 
@@ -41,8 +37,7 @@ def __getattr__(name: str):
     if name in _LAZY:
         import importlib
 
-        module, attr = _LAZY[name]
-        value = getattr(importlib.import_module(module), attr)
+        value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'kanban_migrate' has no attribute {name!r}")

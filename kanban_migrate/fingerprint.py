@@ -30,8 +30,6 @@ class Fingerprint:
         return " ".join([self.shape, *(f"+{v}" for v in self.variants)])
 
 
-# One piece: a decision table over the shapes of spec section 4, in the order the application
-# grew them; each branch names its evidence.
 def fingerprint(s: Schema) -> Fingerprint:
     user_tables = [t for t in s.tables if t not in INTERNAL_TABLES]
     if not user_tables:
@@ -40,64 +38,66 @@ def fingerprint(s: Schema) -> Fingerprint:
     if tasks is None or not {"id", "title", "status"} <= set(tasks.columns):
         why = "no tasks table" if tasks is None else "tasks lacks id, title or status"
         return Fingerprint("not-kanban", (), (why, "tables: " + ", ".join(sorted(user_tables))))
-    tc = set(tasks.columns)
+    shape, why = _shape(s, set(tasks.columns))
+    variants, evidence = _variants(s, set(tasks.columns), user_tables)
+    return Fingerprint(shape, tuple(variants), (why, *evidence))
+
+
+# One piece: a decision table over the shapes of spec section 4, newest first (a board has the
+# marks of every release up to its own); each branch names its evidence.
+def _shape(s: Schema, tc: set[str]) -> tuple[str, str]:
+    """The release shape the tasks columns ``tc`` and the tables of ``s`` show, and why."""
     notify = set(s.columns("kanban_notify_subs"))
     runs = set(s.columns("task_runs"))
-    evidence: list[str] = []
 
     def has(*cols: str, where: set[str] = tc) -> bool:
         return any(c in where for c in cols)
 
     if has("worker_started_at", "worker_contract") or "worker_started_at" in runs:
-        shape = "v7"
-        evidence.append("worker fingerprint columns")
-    elif has("completion_contract"):
-        shape = "v6"
-        evidence.append("tasks.completion_contract")
-    elif has("provider_override", "reasoning_effort") or has("delivery_mode", where=notify):
-        shape = "v5"
-        evidence.append("overrides / delivery_mode")
-    elif s.has_table("task_attachments"):
-        shape = "v4"
-        evidence.append("task_attachments table")
-    elif has("session_id", "goal_mode", "branch_name", "block_kind"):
-        shape = "v3"
-        evidence.append("session/goal columns")
-    elif (s.has_table("task_runs") or s.has_table("kanban_notify_subs")) and not has(*V1_TASK_COLUMNS):
-        shape = "v3-half"
-        evidence.append("tables of a newer release beside v0 task columns (an aborted upgrade)")
-    elif has("max_retries") or has("notifier_profile", where=notify) or (
+        return "v7", "worker fingerprint columns"
+    if has("completion_contract"):
+        return "v6", "tasks.completion_contract"
+    if has("provider_override", "reasoning_effort") or has("delivery_mode", where=notify):
+        return "v5", "overrides / delivery_mode"
+    if s.has_table("task_attachments"):
+        return "v4", "task_attachments table"
+    if has("session_id", "goal_mode", "branch_name", "block_kind"):
+        return "v3", "session/goal columns"
+    if (s.has_table("task_runs") or s.has_table("kanban_notify_subs")) and not has(*V1_TASK_COLUMNS):
+        return "v3-half", "tables of a newer release beside v0 task columns (an aborted upgrade)"
+    if has("max_retries") or has("notifier_profile", where=notify) or (
         has("consecutive_failures") and has("spawn_failures")
     ):
-        shape = "v2b"
-        evidence.append("max_retries / notifier_profile / both counter pairs")
-    elif has("consecutive_failures", "last_failure_error"):
-        shape = "v2a"
-        evidence.append("counters renamed in place")
-    elif has(*V1_TASK_COLUMNS) or s.has_table("task_runs"):
+        return "v2b", "max_retries / notifier_profile / both counter pairs"
+    if has("consecutive_failures", "last_failure_error"):
+        return "v2a", "counters renamed in place"
+    if has(*V1_TASK_COLUMNS) or s.has_table("task_runs"):
         events = s.columns("task_events")
-        upgraded = bool(events) and events[-1] == "run_id"
-        shape = "v0-v1" if upgraded else "v1"
-        evidence.append("v1 columns appended to a v0 board" if upgraded else "v1 columns")
-    else:
-        shape = "v0"
-        evidence.append("original columns only")
+        if events and events[-1] == "run_id":
+            return "v0-v1", "v1 columns appended to a v0 board"
+        return "v1", "v1 columns"
+    return "v0", "original columns only"
+
+
+def _variants(s: Schema, tc: set[str], user_tables: list[str]) -> tuple[list[str], list[str]]:
+    """What the board has on top of its shape (variants), with the evidence for each."""
+    from .headfacts import expected as head_schema  # head's schema, without SQLAlchemy when kept
 
     variants: list[str] = []
+    evidence: list[str] = []
     if not all(c in tc for c in EARLY_TASK_COLUMNS):
         variants.append("reduced")
         evidence.append("tasks lacks early columns (#112953)")
-    if has(*LEGACY_COLUMNS["tasks"]):
+    if tc & LEGACY_COLUMNS["tasks"]:
         variants.append("legacy-counters")
-    from . import head  # lazy: SQLAlchemy only when a board is really inspected
-
-    head_tables = head.metadata.tables
+    expected = head_schema()
+    head_tables = expected.tables
     fork = [
         f"{t}.{c}"
         for t in KANBAN_TABLES
         if t in s.tables and t in head_tables
         for c in s.tables[t].columns
-        if c not in head_tables[t].c and c not in LEGACY_COLUMNS.get(t, ())
+        if c not in head_tables[t].columns and c not in LEGACY_COLUMNS.get(t, ())
     ]
     if fork:
         variants.append("fork-columns")
@@ -106,8 +106,16 @@ def fingerprint(s: Schema) -> Fingerprint:
     if extra_tables:
         variants.append("recipe-tables" if any(t.startswith("recipe_") for t in extra_tables) else "extra-tables")
         evidence.append("tables head does not know: " + ", ".join(sorted(extra_tables)))
+    drift = _drift(s, expected)
+    if drift:
+        variants.append("drifted")
+        evidence.append("drifted: " + "; ".join(drift))
+    return variants, evidence
+
+
+def _drift(s: Schema, expected: Schema) -> list[str]:
+    """Column types and AUTOINCREMENT that differ from head's on tables the board has."""
     drift = []
-    expected = head.expected()
     for t in KANBAN_TABLES:
         have, want = s.tables.get(t), expected.tables.get(t)
         if have is None or want is None:
@@ -119,7 +127,4 @@ def fingerprint(s: Schema) -> Fingerprint:
             drift.append(f"{t} lacks AUTOINCREMENT")
         if t == "kanban_notify_subs" and "last_event_id" in have.columns and have.columns["last_event_id"].type != "INTEGER":
             drift.append("kanban_notify_subs.last_event_id is not INTEGER")
-    if drift:
-        variants.append("drifted")
-        evidence.append("drifted: " + "; ".join(drift))
-    return Fingerprint(shape, tuple(variants), tuple(evidence))
+    return drift

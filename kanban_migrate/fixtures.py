@@ -18,7 +18,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .history import Era, Shape, build_schema, column_names, eras, journal_mode_after, shapes  # noqa: F401
+from .history import build_schema, column_names, eras, journal_mode_after, shapes  # noqa: F401  (fixtures.shapes() for callers)
 
 from .schema import quote
 

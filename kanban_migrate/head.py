@@ -44,21 +44,37 @@ def _c(name: str, type_, since: str = "v0", *, nn: bool = False, default: str | 
 _NOW = "CAST(strftime('%s','now') AS INTEGER)"
 
 
+def _text_nn(name: str, since: str = "v0") -> Column:
+    """A NOT NULL text column without a default: rows that lack it get ''."""
+    return _c(name, Text, since, nn=True, fill="''")
+
+
+def _time_nn(name: str, since: str = "v0") -> Column:
+    """A NOT NULL epoch-seconds column without a default: rows that lack it get the time now."""
+    return _c(name, Integer, since, nn=True, fill=_NOW)
+
+
 def _id() -> Column:
     """``id INTEGER PRIMARY KEY AUTOINCREMENT`` (the table passes sqlite_autoincrement)."""
     return Column("id", Integer, primary_key=True, autoincrement=True, info={"since": "v0"})
 
 
+def _numbered(name: str, since: str, *columns: Column) -> Table:
+    """A table whose rows are numbered by ``id INTEGER PRIMARY KEY AUTOINCREMENT``, as the
+    application declares its comments, events, runs and attachments (an id is never reused)."""
+    return Table(name, metadata, _id(), *columns, sqlite_autoincrement=True, info={"since": since})
+
+
 tasks = Table(
     "tasks", metadata,
     _c("id", Text, pk=True),
-    _c("title", Text, nn=True, fill="''"),
+    _text_nn("title"),
     _c("body", Text),
     _c("assignee", Text),
     _c("status", Text, nn=True, fill="'todo'"),
     _c("priority", Integer, default="0"),
     _c("created_by", Text),
-    _c("created_at", Integer, nn=True, fill=_NOW),
+    _time_nn("created_at"),
     _c("started_at", Integer),
     _c("completed_at", Integer),
     _c("workspace_kind", Text, nn=True, default="'scratch'"),
@@ -103,33 +119,26 @@ task_links = Table(
     info={"since": "v0"},
 )
 
-task_comments = Table(
-    "task_comments", metadata,
-    _id(),
-    _c("task_id", Text, nn=True, fill="''"),
-    _c("author", Text, nn=True, fill="''"),
-    _c("body", Text, nn=True, fill="''"),
-    _c("created_at", Integer, nn=True, fill=_NOW),
-    sqlite_autoincrement=True,
-    info={"since": "v0"},
+task_comments = _numbered(
+    "task_comments", "v0",
+    _text_nn("task_id"),
+    _text_nn("author"),
+    _text_nn("body"),
+    _time_nn("created_at"),
 )
 
-task_events = Table(
-    "task_events", metadata,
-    _id(),
-    _c("task_id", Text, nn=True, fill="''"),
+task_events = _numbered(
+    "task_events", "v0",
+    _text_nn("task_id"),
     _c("run_id", Integer, "v1"),
-    _c("kind", Text, nn=True, fill="''"),
+    _text_nn("kind"),
     _c("payload", Text),
-    _c("created_at", Integer, nn=True, fill=_NOW),
-    sqlite_autoincrement=True,
-    info={"since": "v0"},
+    _time_nn("created_at"),
 )
 
-task_runs = Table(
-    "task_runs", metadata,
-    _id(),
-    _c("task_id", Text, "v1", nn=True, fill="''"),
+task_runs = _numbered(
+    "task_runs", "v1",
+    _text_nn("task_id", "v1"),
     _c("profile", Text, "v1"),
     _c("step_key", Text, "v1"),
     _c("status", Text, "v1", nn=True, fill="'running'"),
@@ -139,28 +148,23 @@ task_runs = Table(
     _c("worker_started_at", Integer, "v7"),
     _c("max_runtime_seconds", Integer, "v1"),
     _c("last_heartbeat_at", Integer, "v1"),
-    _c("started_at", Integer, "v1", nn=True, fill=_NOW),
+    _time_nn("started_at", "v1"),
     _c("ended_at", Integer, "v1"),
     _c("outcome", Text, "v1"),
     _c("summary", Text, "v1"),
     _c("metadata", Text, "v1"),
     _c("error", Text, "v1"),
-    sqlite_autoincrement=True,
-    info={"since": "v1"},
 )
 
-task_attachments = Table(
-    "task_attachments", metadata,
-    _id(),
-    _c("task_id", Text, "v4", nn=True, fill="''"),
-    _c("filename", Text, "v4", nn=True, fill="''"),
-    _c("stored_path", Text, "v4", nn=True, fill="''"),
+task_attachments = _numbered(
+    "task_attachments", "v4",
+    _text_nn("task_id", "v4"),
+    _text_nn("filename", "v4"),
+    _text_nn("stored_path", "v4"),
     _c("content_type", Text, "v4"),
     _c("size", Integer, "v4", nn=True, default="0"),
     _c("uploaded_by", Text, "v4"),
-    _c("created_at", Integer, "v4", nn=True, fill=_NOW),
-    sqlite_autoincrement=True,
-    info={"since": "v4"},
+    _time_nn("created_at", "v4"),
 )
 
 kanban_notify_subs = Table(
@@ -175,7 +179,7 @@ kanban_notify_subs = Table(
     _c("notifier_profile", Text, "v2"),
     _c("delivery_mode", Text, "v5", nn=True, default="'notify'"),
     _c("delivery_metadata", Text, "v5"),
-    _c("created_at", Integer, "v1", nn=True, fill=_NOW),
+    _time_nn("created_at", "v1"),
     _c("last_event_id", Integer, "v1", nn=True, default="0"),
     _c("last_ping_event_id", Integer, "v5", nn=True, default="0"),
     info={"since": "v1"},
@@ -231,7 +235,6 @@ TASK_STATUSES = frozenset(
     {"triage", "todo", "scheduled", "ready", "running", "blocked", "review", "done", "archived"}
 )
 WORKSPACE_KINDS = frozenset({"scratch", "worktree", "dir"})
-BLOCK_KINDS = frozenset({"dependency", "needs_input", "capability", "transient"})
 RUN_STATUSES = frozenset(
     {"running", "done", "blocked", "crashed", "timed_out", "failed", "released", "reclaimed",
      "completed", "spawn_failed", "gave_up", "scheduled", "review", "ready"}

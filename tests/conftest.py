@@ -1,21 +1,19 @@
-"""Fixtures: the boards tests work on, and the engine pytest-alembic's built-in tests run against.
-Helpers are in ``support.py``."""
+"""Fixtures only: the engine pytest-alembic's built-in tests run against. Boards come from the
+project's own pytest plugin (``kanban_board``, ``kanban_board_template``: kanban_migrate/pytest_plugin.py);
+helpers are in ``support.py``, damage recipes in ``corruption.py``."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from kanban_migrate import fixtures as fx
 from kanban_migrate.upgrading.chain import make_config, make_engine
 
-# test_cli.py (issue 11's) still imports these from here.
-from support import CORPUS, ROOT, dir_state, pragma_rows, rows, sha256, tables  # noqa: E402,F401
 
-
-# ---- pytest-alembic ------------------------------------------------------------------------------
 @pytest.fixture
 def alembic_config():
     return make_config()
@@ -28,34 +26,25 @@ def alembic_engine(tmp_path):
     engine.dispose()
 
 
-# ---- boards ---------------------------------------------------------------------------------------
-_CACHE: dict[tuple, Path] = {}
-
-
-@pytest.fixture(scope="session")
-def board_cache(tmp_path_factory):
-    """Build each (shape, tasks, seed) board once per session; tests get copies."""
-    base = tmp_path_factory.mktemp("boards")
-
-    def get(shape: str, tasks: int = 120, seed: int = 1) -> Path:
-        key = (shape, tasks, seed)
-        if key not in _CACHE:
-            path = base / f"{shape}-{tasks}-{seed}.db"
-            fx.create(path, shape, tasks=tasks, seed=seed)
-            _CACHE[key] = path
-        return _CACHE[key]
-
-    return get
-
-
 @pytest.fixture
-def make_board(board_cache, tmp_path):
-    """``make_board(shape, tasks=120, seed=1, name="kanban.db")`` -> a fresh copy in tmp_path."""
+def tmpfs(tmp_path):
+    """``tmpfs(size, name="mnt")`` -> a fresh tmpfs of ``size`` (mount's ``size=``: "16m",
+    "256k", bytes) mounted at ``tmp_path/name``, for disk-full tests; unmounted afterwards.
+    Skips where tmpfs cannot be mounted (not root, no mount)."""
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip("mounting a tmpfs needs root and mount")
+    mounted: list[Path] = []
 
-    def make(shape: str, tasks: int = 120, seed: int = 1, name: str = "kanban.db") -> Path:
-        dest = tmp_path / name
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(board_cache(shape, tasks, seed), dest)
-        return dest
+    def mount(size: str, name: str = "mnt") -> Path:
+        where = tmp_path / name
+        where.mkdir()
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                              capture_output=True, text=True)
+        if proc.returncode:
+            pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+        mounted.append(where)
+        return where
 
-    return make
+    yield mount
+    for where in reversed(mounted):
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)

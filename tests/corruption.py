@@ -3,6 +3,7 @@ one of the ways boards break in the wild (or that forensic tools must survive)."
 
 from __future__ import annotations
 
+import os
 import random
 import sqlite3
 import struct
@@ -233,23 +234,92 @@ def garble_overflow_chains(path: Path, table: str, rng: random.Random, count: in
     return hit
 
 
-def extend_with_garbage(path: Path, rng: random.Random, size: int = 5000) -> None:
-    """``size`` random bytes appended (a copy tool that wrote past the end): every page still
-    reads clean, but the file's size no longer agrees with its header."""
-    with open(path, "ab") as fh:
-        fh.write(rng.randbytes(size))
+def poke(path: Path, offset: int, data: bytes) -> None:
+    """``data`` written over the file at ``offset`` (a header field, a tampered copy)."""
+    with open(path, "r+b") as fh:
+        fh.seek(offset)
+        fh.write(data)
 
 
-def mismatch_index(path: Path, index: str, table: str, column: str) -> None:
-    """Index-only damage: ``index``'s stored definition rewritten to another column, so its
-    entries no longer match its table (``REINDEX`` repairs it; no row is touched)."""
+def poke_page(path: Path, pgno: int, offset: int, data: bytes, *, ps: int | None = None) -> None:
+    """``data`` written at ``offset`` inside page ``pgno`` (a cell count, a cell pointer, a
+    b-tree header). ``ps``: the page size, for a file whose header no longer says it."""
+    poke(path, (pgno - 1) * (ps or page_size(path)) + offset, data)
+
+
+def cut_tail(path: Path, nbytes: int) -> None:
+    """The last ``nbytes`` of the file gone (a copy or a disk that stopped early)."""
+    os.truncate(path, Path(path).stat().st_size - nbytes)
+
+
+def grow(path: Path, nbytes: int) -> None:
+    """``nbytes`` of zeros after the end, as a hole where the file system keeps holes: a file
+    longer than its header says."""
+    os.truncate(path, Path(path).stat().st_size + nbytes)
+
+
+def torn_wal_frame(wal: Path, rng: random.Random, ps: int) -> None:
+    """A frame of random bytes appended to a ``-wal``: a write torn by a crash, never committed."""
+    with open(wal, "ab") as fh:
+        fh.write(rng.randbytes(24 + ps))
+
+
+def overstate_payload(path: Path, pgno: int, by: int = 4) -> None:
+    """The first cell of table leaf ``pgno`` claims ``by`` more payload bytes than its record
+    holds (one flipped bit in the payload-size varint; the record itself is whole)."""
+    ps = page_size(path)
+    page = _page(Path(path).read_bytes(), pgno, ps)
+    off = 100 if pgno == 1 else 0
+    assert page[off] == 0x0D, "not a table leaf"
+    cell = struct.unpack(">H", page[off + 8: off + 10])[0]
+    assert page[cell] + by < 0x80, "the payload size must stay a one-byte varint"
+    poke_page(path, pgno, cell, bytes([page[cell] + by]), ps=ps)
+
+
+def set_schema_sql(path: Path, name: str, sql: str) -> None:
+    """The schema row of ``name`` says ``sql``, whatever its pages hold (``PRAGMA
+    writable_schema``): an index whose entries no longer match its definition (index-only
+    damage), or a declared type no ALTER TABLE can write."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        version = conn.execute("PRAGMA schema_version").fetchone()[0]
+        conn.execute("PRAGMA writable_schema=ON")
+        conn.execute("UPDATE sqlite_master SET sql = ? WHERE name = ?", (sql, name))
+        conn.execute(f"PRAGMA schema_version={version + 1}")
+        conn.execute("PRAGMA writable_schema=OFF")
+    finally:
+        conn.close()
+
+
+def forget_table(path: Path, name: str) -> None:
+    """The schema row of table ``name`` deleted: its pages belong to no table (orphans)."""
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         conn.execute("PRAGMA writable_schema=ON")
-        conn.execute("UPDATE sqlite_master SET sql = ? WHERE name = ?",
-                     (f"CREATE INDEX {index} ON {table}({column})", index))
+        conn.execute("DELETE FROM sqlite_master WHERE name = ?", (name,))
     finally:
         conn.close()
+
+
+def hostile_schema(board: Path, other: Path) -> None:
+    """Schema rows that run SQL when executed (an ATTACH of ``other`` and a DELETE there, a
+    trigger, a DELETE), a declared type that adds a column, and the task_events root zeroed so
+    the file must be salvaged."""
+    conn = sqlite3.connect(board, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=DELETE")
+    conn.execute("CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT)")
+    conn.execute("INSERT INTO notes VALUES (1, 'x')")
+    root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name='task_events'").fetchone()[0]
+    conn.execute("PRAGMA writable_schema=ON")
+    for i, sql in enumerate([f"ATTACH DATABASE '{other}' AS o", "DELETE FROM o.tasks",
+                             "CREATE TRIGGER planted AFTER INSERT ON tasks BEGIN DELETE FROM tasks; END",
+                             "DELETE FROM tasks"]):
+        conn.execute("INSERT INTO sqlite_master (type, name, tbl_name, rootpage, sql) "
+                     "VALUES ('index', ?, 'tasks', 0, ?)", (f"zz_ix{i}", sql))
+    conn.execute("UPDATE sqlite_master SET sql = ? WHERE name = 'notes'",
+                 ("CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT) , INJECTED INTEGER CHECK (INJECTED IS NULL))",))
+    conn.close()
+    write_page(board, root, bytes(page_size(board)))
 
 
 def delete_rows(path: Path, table: str, where: str) -> list:
@@ -265,3 +335,16 @@ def delete_rows(path: Path, table: str, where: str) -> list:
         return gone
     finally:
         conn.close()
+
+
+def extend_with_garbage(path: Path, rng: random.Random, size: int = 5000) -> None:
+    """``size`` random bytes appended (a copy tool that wrote past the end): every page still
+    reads clean, but the file's size no longer agrees with its header."""
+    with open(path, "ab") as fh:
+        fh.write(rng.randbytes(size))
+
+
+def mismatch_index(path: Path, index: str, table: str, column: str) -> None:
+    """Index-only damage: ``index``'s stored definition rewritten to another column, so its
+    entries no longer match its table (``REINDEX`` repairs it; no row is touched)."""
+    set_schema_sql(path, index, f"CREATE INDEX {index} ON {table}({column})")

@@ -1,5 +1,6 @@
-"""Helpers the tests share (reading a board without changing it, hashing files and folders).
-Fixtures live in ``conftest.py``; damage recipes in ``corruption.py``."""
+"""Helpers the tests share: reading a board without changing it, running statements on one,
+hashing files and folders. Fixtures live in ``conftest.py`` (boards come from the project's own
+pytest plugin: ``kanban_board``, ``kanban_board_template``); damage recipes in ``corruption.py``."""
 
 from __future__ import annotations
 
@@ -15,6 +16,16 @@ CORPUS = ROOT.parent / "shared" / "corpora" / "sqlite-forensic-corpus-v2.0"
 
 def _ro(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(uri(Path(path), mode="ro"), uri=True)
+
+
+def execute(path: Path, *statements: str) -> None:
+    """Run ``statements`` on the board, each committed on its own (autocommit)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        for statement in statements:
+            conn.execute(statement)
+    finally:
+        conn.close()
 
 
 def sha256(path: Path) -> str:
@@ -55,3 +66,11 @@ def pragma_rows(path: Path, pragma: str) -> list[tuple]:
         return conn.execute(f"PRAGMA {pragma}").fetchall()
     finally:
         conn.close()
+
+
+def stamps(path: Path) -> list[str]:
+    """Every ``alembic_version`` row of the board (``[]``: never stamped): exactly one at head
+    is ``[HEAD]``."""
+    if "alembic_version" not in tables(path):
+        return []
+    return [r["version_num"] for r in rows(path, "alembic_version")]

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import random
 import shutil
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
-from conftest import ROOT, dir_state
+from support import ROOT, dir_state, stamps
 from corruption import garble_index
 
 ALEMBIC = Path(sys.executable).with_name("alembic")
@@ -21,27 +20,19 @@ def alembic(*args):
     return subprocess.run([str(ALEMBIC), *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
-def stamp(path: Path):
-    c = sqlite3.connect(path)
-    try:
-        return c.execute("SELECT version_num FROM alembic_version").fetchall()
-    finally:
-        c.close()
-
-
-def test_upgrade_logs_backs_up_and_reaches_head(make_board):
-    path = make_board("v0")
+def test_upgrade_logs_backs_up_and_reaches_head(kanban_board):
+    path = kanban_board("v0", tasks=120, name="kanban.db")
     proc = alembic("-x", f"db={path}", "upgrade", "head")
     assert proc.returncode == 0, proc.stderr
     assert "INFO  [alembic.runtime.migration] Running upgrade  -> v0" in proc.stderr
     assert "Running upgrade v6 -> v7" in proc.stderr and "backup: " in proc.stderr
-    assert stamp(path) == [("v7",)]
+    assert stamps(path) == ["v7"]
     assert len(list(path.parent.glob("kanban.db.pre-upgrade.*.bak"))) == 1
 
 
-def test_a_damaged_board_is_refused_unchanged_in_one_line(board_cache, tmp_path):
+def test_a_damaged_board_is_refused_unchanged_in_one_line(kanban_board_template, tmp_path):
     path = tmp_path / "kanban.db"
-    shutil.copyfile(board_cache("v0", 200, 3), path)
+    shutil.copyfile(kanban_board_template("v0", 200, 3), path)
     garble_index(path, "idx_events_task", random.Random(1))
     before = dir_state(tmp_path)
     proc = alembic("-x", f"db={path}", "upgrade", "head")
@@ -61,13 +52,13 @@ def test_a_missing_board_is_made_only_when_asked(tmp_path):
         assert not list(tmp_path.iterdir())
     made = alembic("-x", f"db={path}", "-x", "create=1", "upgrade", "head")
     assert made.returncode == 0, made.stderr
-    assert stamp(path) == [("v7",)]
+    assert stamps(path) == ["v7"]
 
 
-def test_downgrade_below_the_base_is_one_line(make_board):
+def test_downgrade_below_the_base_is_one_line(kanban_board):
     from kanban_migrate.upgrading import upgrade
 
-    path = make_board("v5")
+    path = kanban_board("v5", tasks=120, name="kanban.db")
     upgrade(path, backup=False)
     before = dir_state(path.parent)
     proc = alembic("-x", f"db={path}", "downgrade", "base")

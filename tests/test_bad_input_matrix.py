@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import corruption as C
-from support import dir_state
+from support import dir_state, execute
 from kanban_migrate.upgrading import upgrade
 
 
@@ -44,9 +43,17 @@ def text_file(d, cache):
     return _write(d, "# notes\nthe board lives elsewhere\n".encode() * 40)
 
 
+def _board(d: Path, cache, shape: str, tasks: int = 80, *statements: str, name: str = "kanban.db") -> Path:
+    """A copy of a built board at ``d/name`` with ``statements`` run on it."""
+    p = d / name
+    p.parent.mkdir(exist_ok=True)
+    shutil.copyfile(cache(shape, tasks, 1), p)
+    execute(p, *statements)
+    return p
+
+
 def header_overwritten(d, cache):
-    p = d / "kanban.db"
-    shutil.copyfile(cache("v2b", 80, 1), p)
+    p = _board(d, cache, "v2b")
     C.overwrite_header(p, random.Random(1))
     return p
 
@@ -57,11 +64,8 @@ def magic_only(d, cache):
 
 def other_application(d, cache):
     p = d / "kanban.db"
-    c = sqlite3.connect(p)
-    c.execute("CREATE TABLE moz_bookmarks (id INTEGER PRIMARY KEY, title TEXT)")
-    c.execute("INSERT INTO moz_bookmarks (title) VALUES ('x')")
-    c.commit()
-    c.close()
+    execute(p, "CREATE TABLE moz_bookmarks (id INTEGER PRIMARY KEY, title TEXT)",
+            "INSERT INTO moz_bookmarks (title) VALUES ('x')")
     return p
 
 
@@ -76,79 +80,52 @@ def missing(d, cache):
 
 
 def newer_revision(d, cache):
-    p = d / "kanban.db"
-    shutil.copyfile(cache("v7", 80, 1), p)
+    p = _board(d, cache, "v7")
     upgrade(p, backup=False)
-    c = sqlite3.connect(p)
-    c.execute("UPDATE alembic_version SET version_num = 'v42'")
-    c.commit()
-    c.close()
+    execute(p, "UPDATE alembic_version SET version_num = 'v42'")
     return p
 
 
 def corrupt(d, cache):
-    p = d / "kanban.db"
-    shutil.copyfile(cache("v2b", 300, 1), p)
+    p = _board(d, cache, "v2b", 300)
     C.overwrite_leaf(p, "task_events", random.Random(1))
     return p
 
 
 def truncated_half(d, cache):
-    p = d / "kanban.db"
-    shutil.copyfile(cache("v2b", 300, 1), p)
+    p = _board(d, cache, "v2b", 300)
     C.truncate_half(p, random.Random(1))
     return p
 
 
 def spaces_non_ascii(d, cache):
-    folder = d / "mes tâches ✓"
-    folder.mkdir()
-    p = folder / "tableau kanban ü.db"
-    shutil.copyfile(cache("v1", 80, 1), p)
-    return p
+    return _board(d, cache, "v1", name="mes tâches ✓/tableau kanban ü.db")
 
 
 def symlink(d, cache):
-    target = d / "real" / "kanban.db"
-    target.parent.mkdir()
-    shutil.copyfile(cache("v1", 80, 1), target)
+    target = _board(d, cache, "v1", name="real/kanban.db")
     link = d / "kanban.db"
     link.symlink_to(target)
     return link
 
 
 def fifo_journal(d, cache):
-    p = d / "kanban.db"
-    shutil.copyfile(cache("v1", 80, 1), p)
+    p = _board(d, cache, "v1")
     os.mkfifo(str(p) + "-journal")
     return p
 
 
 def junk_stamp(d, cache):
-    p = d / "kanban.db"
-    shutil.copyfile(cache("v7", 80, 1), p)
-    c = sqlite3.connect(p)
-    c.execute("CREATE TABLE alembic_version (version_num)")
-    c.execute("INSERT INTO alembic_version VALUES (x'00ff')")
-    c.commit()
-    c.close()
-    return p
+    return _board(d, cache, "v7", 80, "CREATE TABLE alembic_version (version_num)",
+                  "INSERT INTO alembic_version VALUES (x'00ff')")
 
 
 def view_named_task_runs(d, cache):
-    p = d / "kanban.db"
-    shutil.copyfile(cache("v0", 80, 1), p)
-    c = sqlite3.connect(p)
-    c.execute("CREATE VIEW task_runs AS SELECT 1 AS id")
-    c.commit()
-    c.close()
-    return p
+    return _board(d, cache, "v0", 80, "CREATE VIEW task_runs AS SELECT 1 AS id")
 
 
 def uri_characters(d, cache):
-    p = d / "a?b#c%41.db"
-    shutil.copyfile(cache("v1", 80, 1), p)
-    return p
+    return _board(d, cache, "v1", name="a?b#c%41.db")
 
 
 # input: (build, {command: expected exit code or a set of them}); a row without a command is
@@ -188,13 +165,13 @@ UPGRADE_SAYS = {
 
 @pytest.mark.parametrize("command", ["upgrade", "verify", "recover"])
 @pytest.mark.parametrize("case", list(MATRIX))
-def test_bad_input(case, command, tmp_path, board_cache):
+def test_bad_input(case, command, tmp_path, kanban_board_template):
     build, expected = MATRIX[case]
     if command not in expected:
         pytest.skip(f"{case}: an upgrade-only row")
     inputs = tmp_path / "in"
     inputs.mkdir()
-    path = build(inputs, board_cache)
+    path = build(inputs, kanban_board_template)
     before = dir_state(inputs)
     was_link = path.is_symlink()
     args = [command, str(path)]

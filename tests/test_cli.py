@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 
-from conftest import ROOT, rows, sha256, tables
+from support import ROOT, rows, sha256, stamps, tables
 from kanban_migrate import head, schema
 from kanban_migrate.backup import list_backups
 from kanban_migrate.upgrading import upgrade
@@ -22,8 +22,8 @@ def run_cli(*args, env=None, cwd=None):
                           text=True, timeout=300, env=env, cwd=cwd)
 
 
-def test_dry_run_and_check_write_nothing(make_board):
-    path = make_board("v0")
+def test_dry_run_and_check_write_nothing(kanban_board):
+    path = kanban_board("v0", tasks=120, name="kanban.db")
     digest = sha256(path)
     dry = run_cli("upgrade", "--dry-run", path)
     assert dry.returncode == 0 and "would apply v0 v1 v2 v3 v4 v5 v6 v7" in dry.stdout
@@ -33,8 +33,8 @@ def test_dry_run_and_check_write_nothing(make_board):
     assert sha256(path) == digest and not list(path.parent.glob("*.bak"))
 
 
-def test_json_output(make_board):
-    path = make_board("v2b")
+def test_json_output(kanban_board):
+    path = kanban_board("v2b", tasks=120, name="kanban.db")
     proc = run_cli("upgrade", "--json", path)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
@@ -45,10 +45,10 @@ def test_json_output(make_board):
     assert again["status"] == "current"
 
 
-def test_offline_sql_replays_to_the_same_board(make_board, tmp_path):
+def test_offline_sql_replays_to_the_same_board(kanban_board, tmp_path):
     """--sql prints what the online upgrade does: replayed with plain sqlite3, it gives the same
     schema and the same rows (but for the run timestamps a backfill takes from the clock)."""
-    path = make_board("drifted")
+    path = kanban_board("drifted", tasks=120, name="kanban.db")
     replay = tmp_path / "replayed.db"
     shutil.copyfile(path, replay)
     proc = run_cli("upgrade", "--sql", path)
@@ -67,8 +67,8 @@ def test_offline_sql_replays_to_the_same_board(make_board, tmp_path):
         assert rows(replay, t) == rows(path, t), t
 
 
-def test_plain_alembic_from_the_repository(make_board):
-    path = make_board("v3-half")
+def test_plain_alembic_from_the_repository(kanban_board):
+    path = kanban_board("v3-half", tasks=120, name="kanban.db")
     alembic = Path(sys.executable).with_name("alembic")
     proc = subprocess.run([str(alembic), "-x", f"db={path}", "upgrade", "head"], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
@@ -79,8 +79,8 @@ def test_plain_alembic_from_the_repository(make_board):
     c.close()
 
 
-def test_noop_fast_path_imports_neither_sqlalchemy_nor_click(make_board):
-    path = make_board("v5")
+def test_noop_fast_path_imports_neither_sqlalchemy_nor_click(kanban_board):
+    path = kanban_board("v5", tasks=120, name="kanban.db")
     upgrade(path, backup=False)
     code = (
         "import sys; from kanban_migrate.cli import main; rc = main(['upgrade', '--quiet', sys.argv[1]]);"
@@ -91,8 +91,8 @@ def test_noop_fast_path_imports_neither_sqlalchemy_nor_click(make_board):
     assert proc.stdout.strip() == "0 []", proc.stdout + proc.stderr
 
 
-def test_backups_are_content_addressed_and_capped(make_board, tmp_path):
-    path = make_board("v1")
+def test_backups_are_content_addressed_and_capped(kanban_board, tmp_path):
+    path = kanban_board("v1", tasks=120, name="kanban.db")
     pristine = tmp_path / "pristine.db"
     shutil.copyfile(path, pristine)
     first = upgrade(path)
@@ -121,21 +121,23 @@ def test_backups_are_content_addressed_and_capped(make_board, tmp_path):
     assert len(list_backups(path)) == before
 
 
-def test_no_backup_flag(make_board):
-    path = make_board("v0")
+def test_no_backup_flag(kanban_board):
+    path = kanban_board("v0", tasks=120, name="kanban.db")
+    before = rows(path, "tasks")
     proc = run_cli("upgrade", "--no-backup", path)
     assert proc.returncode == 0 and not list(path.parent.glob("*.bak"))
+    assert stamps(path) == [head.HEAD] and len(rows(path, "tasks")) == len(before)
 
 
-def test_home_discovery_and_quiet(tmp_path, board_cache):
+def test_home_discovery_and_quiet(tmp_path, kanban_board_template):
     home = tmp_path / "hermes"
     (home / "kanban" / "boards" / "work").mkdir(parents=True)
     (home / "kanban" / "boards" / "_archived" / "old-1700000000").mkdir(parents=True)
     (home / "profiles" / "coder").mkdir(parents=True)
-    shutil.copyfile(board_cache("v0", 30, 1), home / "kanban.db")
-    shutil.copyfile(board_cache("v2b", 30, 1), home / "kanban" / "boards" / "work" / "kanban.db")
-    shutil.copyfile(board_cache("v1", 30, 1), home / "kanban" / "boards" / "_archived" / "old-1700000000" / "kanban.db")
-    shutil.copyfile(board_cache("v0", 30, 2), home / "profiles" / "coder" / "kanban.db")
+    shutil.copyfile(kanban_board_template("v0", 30, 1), home / "kanban.db")
+    shutil.copyfile(kanban_board_template("v2b", 30, 1), home / "kanban" / "boards" / "work" / "kanban.db")
+    shutil.copyfile(kanban_board_template("v1", 30, 1), home / "kanban" / "boards" / "_archived" / "old-1700000000" / "kanban.db")
+    shutil.copyfile(kanban_board_template("v0", 30, 2), home / "profiles" / "coder" / "kanban.db")
     env = {k: v for k, v in os.environ.items() if not k.startswith("HERMES")}
     proc = run_cli("upgrade", "--quiet", "--home", home, env=env)
     assert proc.returncode == 0 and proc.stdout == "" and proc.stderr == ""
@@ -146,6 +148,8 @@ def test_home_discovery_and_quiet(tmp_path, board_cache):
     proc = run_cli("upgrade", "--all", "--home", home, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "4 board(s)" in proc.stdout
+    status = json.loads(run_cli("status", "--all", "--json", "--home", home, env=env).stdout)
+    assert len(status) == 4 and all(s["pending"] == [] and s["revision"] == head.HEAD for s in status)
     # All at head now: the stdlib fast path answers, quietly.
     proc = run_cli("upgrade", "--all", "--quiet", "--home", home, env=env)
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
@@ -171,8 +175,8 @@ def test_fixtures_commands(tmp_path):
     assert bad.returncode == 2 and "unknown shape" in bad.stderr
 
 
-def test_fixture_data_is_realistic(board_cache):
-    path = board_cache("v2b", 300, 3)
+def test_fixture_data_is_realistic(kanban_board):
+    path = kanban_board("v2b", tasks=300, seed=3)
     tasks = rows(path, "tasks")
     assert any(len(t["body"] or "") > 4096 for t in tasks)  # overflow pages
     assert any(not t["title"].isascii() for t in tasks)
@@ -181,16 +185,16 @@ def test_fixture_data_is_realistic(board_cache):
     assert {"ready", "priority", "spawn_auto_blocked"} <= kinds
     platforms = {s["platform"] for s in rows(path, "kanban_notify_subs")}
     assert "tui" in platforms and platforms - {"tui"}
-    v7 = board_cache("v7", 300, 3)
+    v7 = kanban_board("v7", tasks=300, seed=3)
     fingerprints = {t["worker_started_at"] for t in rows(v7, "tasks")}
     assert {"1700000000|1790000510", "|179000051092", "unverified"} & fingerprints
 
 
-def test_history_and_status(make_board):
+def test_history_and_status(kanban_board):
     hist = run_cli("history").stdout.splitlines()
     assert [line.split()[0] for line in hist] == list(head.REVISIONS)
     assert hist[-1].endswith("(head)")
-    path = make_board("v6")
+    path = kanban_board("v6", tasks=120, name="kanban.db")
     out = json.loads(run_cli("status", "--json", path).stdout)
     assert out["revision"] is None and out["pending"] == list(head.REVISIONS) and out["shape"] == "v6"
 
@@ -202,16 +206,17 @@ def test_demo_command(tmp_path):
     assert "second run" in proc.stdout and "nothing to do" in proc.stdout
 
 
-def test_fast_path_prints_what_the_full_path_prints(tmp_path, board_cache):
+def test_fast_path_prints_what_the_full_path_prints(tmp_path, kanban_board_template):
     """At head the stdlib fast path answers; its output has the same form as the full path's."""
     home = tmp_path / "hermes"
     home.mkdir()
-    shutil.copyfile(board_cache("v0", 20, 1), home / "kanban.db")
+    shutil.copyfile(kanban_board_template("v0", 20, 1), home / "kanban.db")
     env = {k: v for k, v in os.environ.items() if not k.startswith("HERMES")}
     full = json.loads(run_cli("upgrade", "--json", "--home", home, env=env).stdout)
     fast = json.loads(run_cli("upgrade", "--json", "--home", home, env=env).stdout)
     assert isinstance(full, list) and isinstance(fast, list)
-    assert [r["path"] for r in full] == [r["path"] for r in fast] and fast[0]["status"] == "current"
+    assert [r["path"] for r in full] == [r["path"] for r in fast]
+    assert (full[0]["status"], fast[0]["status"]) == ("upgraded", "current")
     one = json.loads(run_cli("upgrade", "--json", home / "kanban.db", env=env).stdout)
     assert isinstance(one, dict) and one["status"] == "current"
     text = run_cli("upgrade", "--home", home, env=env).stdout

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import dir_state, sha256
+from support import dir_state, sha256
 from corruption import garble_index, zero_root
 from kanban_migrate.cli import main
 from kanban_migrate.errors import ExitCode
@@ -152,17 +152,17 @@ CASES = [
 
 # ---- the workspace ------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def pristine(tmp_path_factory, board_cache) -> Path:
+def pristine(tmp_path_factory, kanban_board_template) -> Path:
     from kanban_migrate.upgrading import upgrade
 
     ws = tmp_path_factory.mktemp("contract")
-    shutil.copyfile(board_cache("v0", TASKS, 1), ws / "legacy.db")
+    shutil.copyfile(kanban_board_template("v0", TASKS, 1), ws / "legacy.db")
     for name in ("head.db", "head2.db"):
-        shutil.copyfile(board_cache("v1", TASKS, 2), ws / name)
+        shutil.copyfile(kanban_board_template("v1", TASKS, 2), ws / name)
         upgrade(ws / name, backup=False)
-    shutil.copyfile(board_cache("v0", 200, 3), ws / "damaged.db")
+    shutil.copyfile(kanban_board_template("v0", 200, 3), ws / "damaged.db")
     zero_root(ws / "damaged.db", "task_events", random.Random(1))
-    shutil.copyfile(board_cache("v0", 200, 3), ws / "index-damaged.db")
+    shutil.copyfile(kanban_board_template("v0", 200, 3), ws / "index-damaged.db")
     garble_index(ws / "index-damaged.db", "idx_events_task", random.Random(1))
     (ws / "empty.db").write_bytes(b"")
     (ws / "empty-home").mkdir()
@@ -377,11 +377,11 @@ def test_fast_and_full_paths_print_the_same(ws, capsys):
         assert (code, same.sub("", out), err) == (fast[0], same.sub("", fast[1]), fast[2]), args
 
 
-def test_the_fast_path_imports_nothing_heavy_and_validates(tmp_path, board_cache):
+def test_the_fast_path_imports_nothing_heavy_and_validates(tmp_path, kanban_board_template):
     from kanban_migrate.upgrading import upgrade
 
     board = tmp_path / "kanban.db"
-    shutil.copyfile(board_cache("v5", TASKS, 1), board)
+    shutil.copyfile(kanban_board_template("v5", TASKS, 1), board)
     upgrade(board, backup=False)
     code = ("import sys; from kanban_migrate.cli import main; rc = main(sys.argv[1:]);"
             "heavy = [m for m in ('sqlalchemy', 'alembic', 'click', 'rich') if m in sys.modules];"

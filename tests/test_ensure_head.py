@@ -15,7 +15,7 @@ import pytest
 
 import corruption as C
 from support import dir_state, pragma_rows, rows, sha256, tables
-from kanban_migrate import ensure, fixtures, head
+from kanban_migrate import ensure, head
 from kanban_migrate.errors import BoardBusy, CorruptBoard, ExitCode, MissingBoard, NotABoard
 from kanban_migrate.upgrading import upgrade
 
@@ -39,8 +39,8 @@ def everything(path: Path) -> dict:
 
 
 @pytest.mark.parametrize("mode", ["wal", "delete"])
-def test_at_head_nothing_is_written(make_board, mode):
-    path = make_board("v2b")
+def test_at_head_nothing_is_written(kanban_board, mode):
+    path = kanban_board("v2b", tasks=120, name="kanban.db")
     upgrade(path)
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute(f"PRAGMA journal_mode={mode}")
@@ -53,9 +53,9 @@ def test_at_head_nothing_is_written(make_board, mode):
     assert dir_state(path.parent) == listing  # no -wal, -shm, lock file or backup made
 
 
-def test_at_head_beside_a_writer_holding_the_write_lock(make_board):
+def test_at_head_beside_a_writer_holding_the_write_lock(kanban_board):
     """Answered from the stamp: a writer in its transaction does not make it wait."""
-    path = make_board("v1")
+    path = kanban_board("v1", tasks=120, name="kanban.db")
     upgrade(path)
     writer = sqlite3.connect(path, isolation_level=None)
     writer.execute("BEGIN IMMEDIATE")
@@ -69,8 +69,8 @@ def test_at_head_beside_a_writer_holding_the_write_lock(make_board):
         writer.close()
 
 
-def test_the_at_head_path_imports_the_standard_library_only(make_board):
-    path = make_board("v0")
+def test_the_at_head_path_imports_the_standard_library_only(kanban_board):
+    path = kanban_board("v0", tasks=120, name="kanban.db")
     upgrade(path)
     code = ("import sys, kanban_migrate\n"
             f"assert kanban_migrate.ensure_head({str(path)!r}) == 'current'\n"
@@ -79,8 +79,8 @@ def test_the_at_head_path_imports_the_standard_library_only(make_board):
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
-def test_a_legacy_board_is_upgraded(make_board):
-    path = make_board("v1")
+def test_a_legacy_board_is_upgraded(kanban_board):
+    path = kanban_board("v1", tasks=120, name="kanban.db")
     before = everything(path)
     assert ensure_head(path) == "upgraded"
     assert pragma_rows(path, "integrity_check") == [("ok",)]
@@ -91,9 +91,8 @@ def test_a_legacy_board_is_upgraded(make_board):
     assert ensure_head(path) == "current" and sha256(path) == digest
 
 
-def test_an_unstamped_board_already_at_head_is_only_stamped(tmp_path):
-    path = tmp_path / "kanban.db"
-    fixtures.create(path, "v7", tasks=120, seed=4)
+def test_an_unstamped_board_already_at_head_is_only_stamped(tmp_path, kanban_board):
+    path = kanban_board("v7", tasks=120, seed=4, name="kanban.db")
     as_the_application_left_it(path)
     before, mode = everything(path), pragma_rows(path, "journal_mode")
     assert ensure_head(path) == "stamped"
@@ -106,17 +105,16 @@ def test_an_unstamped_board_already_at_head_is_only_stamped(tmp_path):
     assert ensure_head(path) == "current"
 
 
-def test_an_unstamped_head_board_with_pending_data_changes_is_upgraded(tmp_path):
-    path = tmp_path / "kanban.db"
-    fixtures.create(path, "v7", tasks=120, seed=4)  # old event kinds, running tasks without runs
+def test_an_unstamped_head_board_with_pending_data_changes_is_upgraded(tmp_path, kanban_board):
+    path = kanban_board("v7", tasks=120, seed=4, name="kanban.db")  # old event kinds, running tasks without runs
     assert ensure_head(path) == "upgraded"
     assert not [e for e in rows(path, "task_events") if e["kind"] in head.EVENT_KIND_RENAMES]
     assert all(t["current_run_id"] for t in rows(path, "tasks") if t["status"] == "running")
     assert len(list(tmp_path.glob("kanban.db.pre-upgrade.*.bak"))) == 1
 
 
-def test_a_malformed_board_is_refused_untouched(make_board):
-    path = make_board("v2b")
+def test_a_malformed_board_is_refused_untouched(kanban_board):
+    path = kanban_board("v2b", tasks=120, name="kanban.db")
     C.overwrite_leaf(path, "tasks", random.Random(5))
     before = sha256(path)
     with pytest.raises(CorruptBoard) as info:
@@ -156,8 +154,8 @@ def hold_init_lock(path: str, ready, release) -> None:
     os.close(fd)
 
 
-def test_the_application_initialising_the_board_makes_it_wait_then_refuse(make_board):
-    path = make_board("v0")
+def test_the_application_initialising_the_board_makes_it_wait_then_refuse(kanban_board):
+    path = kanban_board("v0", tasks=120, name="kanban.db")
     ctx = multiprocessing.get_context("spawn")
     ready, release = ctx.Event(), ctx.Event()
     holder = ctx.Process(target=hold_init_lock, args=(str(path), ready, release))
@@ -184,8 +182,8 @@ def call_ensure_head(path: str, start, out) -> None:
         out.put(repr(exc))
 
 
-def test_concurrent_callers_upgrade_once(make_board):
-    path = make_board("v1", tasks=300)
+def test_concurrent_callers_upgrade_once(kanban_board):
+    path = kanban_board("v1", tasks=300, name="kanban.db")
     tasks = len(rows(path, "tasks"))
     ctx = multiprocessing.get_context("spawn")
     start, out = ctx.Event(), ctx.Queue()
@@ -203,9 +201,8 @@ def test_concurrent_callers_upgrade_once(make_board):
     assert pragma_rows(path, "integrity_check") == [("ok",)]
 
 
-def test_stamping_waits_for_the_write_lock_then_refuses(tmp_path):
-    path = tmp_path / "kanban.db"
-    fixtures.create(path, "v7", tasks=40, seed=4)
+def test_stamping_waits_for_the_write_lock_then_refuses(kanban_board):
+    path = kanban_board("v7", tasks=40, seed=4, name="kanban.db")
     as_the_application_left_it(path)
     writer = sqlite3.connect(path, isolation_level=None)
     writer.execute("BEGIN IMMEDIATE")
@@ -222,12 +219,10 @@ def test_stamping_waits_for_the_write_lock_then_refuses(tmp_path):
     assert ensure_head(path) == "stamped"
 
 
-def test_a_hot_journal_left_by_a_killed_writer_is_rolled_back_not_refused(tmp_path):
+def test_a_hot_journal_left_by_a_killed_writer_is_rolled_back_not_refused(tmp_path, kanban_board):
     """A DELETE board whose writer died mid-transaction: its -journal must be rolled back by a
     read-write connection (as the application's connect does); a read-only one cannot."""
-    live = tmp_path / "live" / "kanban.db"
-    live.parent.mkdir()
-    fixtures.create(live, "v7", tasks=300, journal_mode="delete")
+    live = kanban_board("v7", tasks=300, journal_mode="delete", name="live/kanban.db")
     upgrade(live)
     committed = rows(live, "tasks")
     writer = sqlite3.connect(live, isolation_level=None)
@@ -247,12 +242,12 @@ def test_a_hot_journal_left_by_a_killed_writer_is_rolled_back_not_refused(tmp_pa
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give the board another owner")
-def test_the_init_lock_made_here_belongs_to_the_board_s_owner(make_board):
+def test_the_init_lock_made_here_belongs_to_the_board_s_owner(kanban_board):
     """The application (running as the board's owner) must still be able to open the lock file."""
     import pwd
 
     nobody = pwd.getpwnam("nobody")
-    path = make_board("v0")
+    path = kanban_board("v0", tasks=120, name="kanban.db")
     os.chown(path, nobody.pw_uid, nobody.pw_gid)
     os.chmod(path, 0o640)
     assert ensure_head(path) == "upgraded"

@@ -71,19 +71,19 @@ def write_board_json(d: Path, slug: str, archived: bool = False) -> None:
 
 
 @pytest.fixture(scope="module")
-def head_board(board_cache, tmp_path_factory) -> Path:
+def head_board(kanban_board_template, tmp_path_factory) -> Path:
     """A small board already upgraded (stamped at head), without its backup."""
     from kanban_migrate.upgrading import upgrade
 
     d = tmp_path_factory.mktemp("head-board")
     path = d / "kanban.db"
-    shutil.copyfile(board_cache("v1", TASKS, 3), path)
+    shutil.copyfile(kanban_board_template("v1", TASKS, 3), path)
     upgrade(path, backup=False)
     return path
 
 
 @pytest.fixture(scope="module")
-def pristine_home(board_cache, head_board, tmp_path_factory):
+def pristine_home(kanban_board_template, head_board, tmp_path_factory):
     """``(home, expected)``: the 50-board home described in the module docstring; ``expected`` maps
     each board's path (relative to the home) to ``(kind, name, health, health with --check)``."""
     home = tmp_path_factory.mktemp("fleet") / "hermes"
@@ -99,7 +99,7 @@ def pristine_home(board_cache, head_board, tmp_path_factory):
             shutil.copyfile(head_board, dest)
             expected[rel] = (kind, name, "unchecked", "ok")  # integrity is checked only with --check
         else:
-            shutil.copyfile(board_cache(shape, TASKS, 1 + n % 3), dest)
+            shutil.copyfile(kanban_board_template(shape, TASKS, 1 + n % 3), dest)
             expected[rel] = (kind, name, "needs-upgrade", "needs-upgrade")
         return dest
 
@@ -135,10 +135,10 @@ def pristine_home(board_cache, head_board, tmp_path_factory):
     # Stray quarantine backups as the application leaves them: beside a board, and in a profile
     # folder whose board is gone.
     q1 = home / "kanban/boards/proj-02/kanban.db.corrupt.00000000000000aa.bak"
-    shutil.copyfile(board_cache("v0", TASKS, 1), q1)
+    shutil.copyfile(kanban_board_template("v0", TASKS, 1), q1)
     (home / "profiles/ghost").mkdir(parents=True)
     q2 = home / "profiles/ghost/kanban.db.corrupt.00000000000000bb.bak"
-    shutil.copyfile(board_cache("v2a", TASKS, 1), q2)
+    shutil.copyfile(kanban_board_template("v2a", TASKS, 1), q2)
     for p in (home / "kanban/boards/proj-05/kanban.db.init.lock", home / "kanban/boards/proj-05/kanban.db.dispatch.lock"):
         p.write_text("")
     for d in ("workspaces", "logs", "attachments"):
@@ -224,7 +224,7 @@ def test_boards_table_on_a_terminal(home):
     assert "\x1b[33mneeds-upgrade" in out and "proj-07" in out
 
 
-def test_boards_api_pinned_file_and_odd_files(tmp_path, board_cache, head_board, monkeypatch):
+def test_boards_api_pinned_file_and_odd_files(tmp_path, kanban_board_template, head_board, monkeypatch):
     home = tmp_path / "hermes"
     named = home / "kanban/boards"
     for slug, content in (("text", b"this is not a database\n" * 40), ("empty", b"")):
@@ -243,7 +243,7 @@ def test_boards_api_pinned_file_and_odd_files(tmp_path, board_cache, head_board,
     c.close()
     pinned = tmp_path / "worker" / "pinned.db"
     pinned.parent.mkdir()
-    shutil.copyfile(board_cache("v2b", TASKS, 1), pinned)
+    shutil.copyfile(kanban_board_template("v2b", TASKS, 1), pinned)
 
     monkeypatch.setenv("HERMES_KANBAN_HOME", str(home))
     monkeypatch.setenv("HERMES_KANBAN_DB", str(pinned))

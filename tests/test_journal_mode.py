@@ -67,18 +67,16 @@ def traced_settings(path) -> tuple[str, list[str]]:
 
 
 @pytest.mark.parametrize("version", [(3, 40, 1), (3, 51, 3)])
-def test_journal_mode_wal_is_never_reissued_on_a_wal_board(tmp_path, monkeypatch, version):
-    path = tmp_path / "kanban.db"
-    fixtures.create(path, "v7", tasks=5, journal_mode="wal")
+def test_journal_mode_wal_is_never_reissued_on_a_wal_board(tmp_path, monkeypatch, version, kanban_board):
+    path = kanban_board("v7", tasks=5, journal_mode="wal", name="kanban.db")
     monkeypatch.setattr(sqlite3, "sqlite_version_info", version)
     mode, statements = traced_settings(path)
     assert mode == "wal"
     assert [s.strip().upper() for s in statements] == ["PRAGMA JOURNAL_MODE"]  # read, never set
 
 
-def test_a_delete_board_is_only_read_under_an_affected_sqlite(tmp_path, monkeypatch):
-    path = tmp_path / "kanban.db"
-    fixtures.create(path, "v7", tasks=5, journal_mode="delete")
+def test_a_delete_board_is_only_read_under_an_affected_sqlite(tmp_path, monkeypatch, kanban_board):
+    path = kanban_board("v7", tasks=5, journal_mode="delete", name="kanban.db")
     monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 40, 1))
     mode, statements = traced_settings(path)
     assert mode == "delete" and [s.strip().upper() for s in statements] == ["PRAGMA JOURNAL_MODE"]
@@ -87,9 +85,8 @@ def test_a_delete_board_is_only_read_under_an_affected_sqlite(tmp_path, monkeypa
 
 @pytest.mark.parametrize("version, expected", [((3, 40, 1), "delete"), ((3, 50, 4), "delete"),
                                                ((3, 50, 7), "wal"), ((3, 51, 3), "wal")])
-def test_upgrade_of_a_delete_board_follows_the_gate(tmp_path, monkeypatch, version, expected):
-    path = tmp_path / "kanban.db"
-    fixtures.create(path, "v0", tasks=40, journal_mode="delete")
+def test_upgrade_of_a_delete_board_follows_the_gate(tmp_path, monkeypatch, version, expected, kanban_board):
+    path = kanban_board("v0", tasks=40, journal_mode="delete", name="kanban.db")
     monkeypatch.setattr(sqlite3, "sqlite_version_info", version)
     result = upgrade(path)
     assert result.status == "upgraded"
@@ -100,18 +97,16 @@ def test_upgrade_of_a_delete_board_follows_the_gate(tmp_path, monkeypatch, versi
 
 
 @pytest.mark.parametrize("version", [(3, 40, 1), (3, 51, 3)])
-def test_upgrade_keeps_a_wal_board_wal(tmp_path, monkeypatch, version):
-    path = tmp_path / "kanban.db"
-    fixtures.create(path, "v2b", tasks=40, journal_mode="wal")
+def test_upgrade_keeps_a_wal_board_wal(tmp_path, monkeypatch, version, kanban_board):
+    path = kanban_board("v2b", tasks=40, journal_mode="wal", name="kanban.db")
     monkeypatch.setattr(sqlite3, "sqlite_version_info", version)
     upgrade(path)
     assert pragma_rows(path, "journal_mode") == [("wal",)]
 
 
 @pytest.mark.parametrize("version, expected", [((3, 40, 1), "delete"), ((3, 51, 3), "wal")])
-def test_upgrade_of_a_truncate_board(tmp_path, monkeypatch, version, expected):
-    path = tmp_path / "kanban.db"
-    fixtures.create(path, "v4", tasks=20, journal_mode="truncate")
+def test_upgrade_of_a_truncate_board(tmp_path, monkeypatch, version, expected, kanban_board):
+    path = kanban_board("v4", tasks=20, journal_mode="truncate", name="kanban.db")
     assert pragma_rows(path, "journal_mode") == [("delete",)]  # TRUNCATE is per connection...
     monkeypatch.setattr(sqlite3, "sqlite_version_info", version)
     upgrade(path)  # ...so the upgrade's connection sees a rollback-journal board

@@ -9,8 +9,9 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
-from support import pragma_rows
+from support import execute, pragma_rows
 from kanban_migrate import head, schema
 from kanban_migrate.upgrading import upgrade
 
@@ -48,11 +49,11 @@ with open(out, "w") as log:
 """
 
 
-def test_upgrade_interleaves_with_live_writers(tmp_path, board_cache):
+def test_upgrade_interleaves_with_live_writers(tmp_path, kanban_board_template):
     import shutil
 
     path = tmp_path / "kanban.db"
-    shutil.copyfile(board_cache("v0", 8000, 11), path)
+    shutil.copyfile(kanban_board_template("v0", 8000, 11), path)
     stop = tmp_path / "stop"
     stop.write_text("")
     writers = []
@@ -80,62 +81,50 @@ def test_upgrade_interleaves_with_live_writers(tmp_path, board_cache):
     assert pragma_rows(path, "integrity_check") == [("ok",)]
 
 
-def test_verify_never_holds_up_a_writer(tmp_path, board_cache):
-    """verify reads in read transactions only: on a WAL board a writer with a short busy timeout
-    commits throughout a verify of a large board."""
-    import shutil
+def verify_beside_a_writer(path: Path, **options):
+    """verify(path) in a thread while a writer with a 1 s busy timeout commits until it ends
+    ("database is locked" after 1 s would fail the test): (its report, commits made meanwhile)."""
     import threading
 
     from kanban_migrate.verifying import verify
 
-    path = tmp_path / "kanban.db"
-    shutil.copyfile(board_cache("v7", 8000, 12), path)
-    upgrade(path, backup=False)
     conn = sqlite3.connect(path, timeout=1.0, isolation_level=None)
     conn.execute("PRAGMA busy_timeout=1000")
     result = {}
-    t = threading.Thread(target=lambda: result.setdefault("report", verify(path, full=True)))
+    t = threading.Thread(target=lambda: result.setdefault("report", verify(path, **options)))
     t.start()
-    commits = 0
-    while t.is_alive() or commits < 5:
+    during = 0
+    while t.is_alive():
         conn.execute("BEGIN IMMEDIATE")
         conn.execute("INSERT INTO task_events (task_id, kind, created_at) VALUES ('t_00000000', 'created', 1)")
         conn.execute("COMMIT")
-        commits += 1
+        during += 1
     t.join()
     conn.close()
-    assert commits >= 5
-    assert result["report"] is not None
+    return result["report"], during
 
 
-def test_verify_of_a_delete_board_never_holds_up_a_writer(tmp_path, board_cache):
+def test_verify_never_holds_up_a_writer(kanban_board):
+    """verify reads in read transactions only: on a WAL board a writer with a short busy timeout
+    commits throughout a verify of a large board, and its commits are no damage."""
+    path = kanban_board("v7", tasks=8000, seed=12, journal_mode="wal", name="kanban.db")
+    upgrade(path, backup=False)
+    assert pragma_rows(path, "journal_mode") == [("wal",)]
+    report, during = verify_beside_a_writer(path, full=True)
+    assert during >= 5
+    assert not report.errors and report.not_checked is None, [f.message for f in report.errors]
+
+
+def test_verify_of_a_delete_board_never_holds_up_a_writer(tmp_path, kanban_board):
     """A DELETE-mode board (the application's mode on SQLite 3.7.0-3.51.2): verify reads it without
     a lock, or from a snapshot mended under one short lock, never holding the lock through a whole
     check. A writer with a 1 s busy timeout commits throughout, and the writer's commits during
     the check are no damage."""
-    import shutil
-    import threading
-
-    from kanban_migrate.verifying import verify
-
-    path = tmp_path / "kanban.db"
-    shutil.copyfile(board_cache("v7", 8000, 12), path)
+    path = kanban_board("v7", tasks=8000, seed=12, journal_mode="wal", name="kanban.db")
     upgrade(path, backup=False)
-    conn = sqlite3.connect(path, timeout=1.0, isolation_level=None)
-    assert conn.execute("PRAGMA journal_mode=DELETE").fetchone()[0] == "delete"
-    conn.execute("PRAGMA busy_timeout=1000")
-    result = {}
-    t = threading.Thread(target=lambda: result.setdefault("report", verify(path)))
-    t.start()
-    commits = 0
-    while t.is_alive() or commits < 5:
-        conn.execute("BEGIN IMMEDIATE")  # "database is locked" after 1 s would fail the test
-        conn.execute("INSERT INTO task_events (task_id, kind, created_at) VALUES ('t_00000000', 'created', 1)")
-        conn.execute("COMMIT")
-        commits += 1
-    t.join()
-    conn.close()
-    report = result["report"]
-    assert commits >= 5
+    execute(path, "PRAGMA journal_mode=DELETE")
+    assert pragma_rows(path, "journal_mode") == [("delete",)]
+    report, during = verify_beside_a_writer(path)
+    assert during >= 5
     assert not report.errors and report.not_checked is None, [f.message for f in report.errors]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kanban.db"]

@@ -7,7 +7,6 @@ import sqlite3
 
 import pytest
 
-from kanban_migrate import fixtures as fx
 from kanban_migrate.schema import snapshot
 from kanban_migrate.upgrading import rebuild, upgrade
 
@@ -116,12 +115,11 @@ def test_apply_refuses_a_new_foreign_key_violation_but_not_an_old_one():
         rebuild.apply(bad, conn.execute, conn)
 
 
-def test_triggers_and_views_are_set_aside_for_every_revision_that_changes_something(tmp_path):
+def test_triggers_and_views_are_set_aside_for_every_revision_that_changes_something(tmp_path, kanban_board):
     """``--sql``: in every revision's transaction that does more than move the stamp, the board's
     trigger and view are dropped before the first statement and made again, view first, just
     before its COMMIT (a trigger must not fire on the upgrade's own changes)."""
-    path = tmp_path / "kanban.db"
-    fx.create(path, "v1", tasks=3, seed=1)
+    path = kanban_board("v1", tasks=3, seed=1, name="kanban.db")
     trigger = "CREATE TRIGGER trg AFTER INSERT ON task_events BEGIN DELETE FROM tasks; END"
     view = "CREATE VIEW vv AS SELECT id FROM task_runs"
     conn = sqlite3.connect(path)

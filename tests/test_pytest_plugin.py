@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from kanban_migrate.fixtures import shapes
 
 pytest_plugins = ["pytester"]
@@ -65,6 +67,17 @@ def test_named_board(kanban_board, tmp_path):
     assert path == tmp_path / "kanban.db" and count(path) == 5
 
 
+def test_template_is_built_once_and_copies_are_the_same_bytes(kanban_board_template, kanban_board, tmp_path):
+    template = kanban_board_template(shape="v1", tasks=20, seed=2)
+    assert kanban_board_template("v1", 20, 2) == template  # built once, shared
+    assert not template.is_relative_to(tmp_path)
+    nested = kanban_board(shape="v1", tasks=20, seed=2, name="home/kanban/boards/work/kanban.db")
+    assert nested == tmp_path / "home/kanban/boards/work/kanban.db"
+    assert nested.read_bytes() == template.read_bytes() and count(template) == 20
+    with open("templates.txt", "a") as fh:
+        fh.write(str(template) + "\\n")
+
+
 def test_every_shape(legacy_board, legacy_board_shape, tmp_path):
     assert legacy_board == tmp_path / "kanban.db"
     assert count(legacy_board) == 200
@@ -85,16 +98,65 @@ def run_outside(pytester, *args):
 def test_outside_project_uses_the_fixtures(pytester):
     result = run_outside(pytester)
     names = list(shapes())
-    result.assert_outcomes(passed=4 + len(names))
+    result.assert_outcomes(passed=5 + len(names))
     result.stdout.fnmatch_lines([f"*test_outside.py::test_every_shape[[]{n}[]] PASSED*" for n in names],
                                 consecutive=False)
     result.stdout.fnmatch_lines(["*test_kanban_board_gives_distinct_files_in_tmp_path PASSED*"])
     assert (pytester.path / "shapes-seen.txt").read_text().split() == names
     assert "--test-alembic" not in result.stdout.str()
+    templates = [Path(t) for t in (pytester.path / "templates.txt").read_text().split()]
+    assert templates and not any(t.parent.exists() for t in templates)  # removed when pytest ended
+
+
+def test_a_test_that_changes_a_shared_template_fails_the_session(pytester):
+    pytester.makepyfile(test_outside="""
+import sqlite3
+
+
+def test_reads_a_copy(kanban_board):
+    conn = sqlite3.connect(kanban_board(shape="v0", tasks=5))
+    conn.execute("DELETE FROM tasks")
+    conn.commit()
+    conn.close()
+
+
+def test_writes_to_the_template(kanban_board_template):
+    conn = sqlite3.connect(kanban_board_template(shape="v7", tasks=5, journal_mode="delete"))
+    conn.execute("DELETE FROM tasks")
+    conn.commit()
+    conn.close()
+
+
+def test_reads_a_wal_template_without_immutable(kanban_board_template):
+    conn = sqlite3.connect(f"file:{kanban_board_template(shape='v0', tasks=5, seed=2)}?mode=ro", uri=True)
+    assert conn.execute("SELECT count(*) FROM tasks").fetchone() == (5,)
+    conn.close()
+
+
+def test_reads_a_template_as_immutable(kanban_board_template):
+    conn = sqlite3.connect(f"file:{kanban_board_template(shape='v0', tasks=5, seed=3)}?immutable=1", uri=True)
+    assert conn.execute("SELECT count(*) FROM tasks").fetchone() == (5,)
+    conn.close()
+""")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=4, errors=1)
+    result.stdout.fnmatch_lines(["*a test changed shared kanban_board_template boards: "
+                                 "v7-5-1-delete.db, v0-5-2-app.db (open a copy*"])
+    assert "v0-5-1" not in result.stdout.str() and "v0-5-3" not in result.stdout.str()
 
 
 def test_plugin_can_be_disabled(pytester):
     result = run_outside(pytester, "-p", "no:kanban_migrate")
     result.stdout.fnmatch_lines(["*fixture 'kanban_board' not found*", "*fixture 'legacy_board' not found*"],
                                 consecutive=False)
-    result.assert_outcomes(errors=4, failed=1)  # test_every_shape is no longer parametrized
+    result.assert_outcomes(errors=5, failed=1)  # test_every_shape is no longer parametrized
+
+
+def test_a_pytest_run_inside_a_session_keeps_the_session_s_templates(pytester, kanban_board_template):
+    outer = kanban_board_template(shape="v0", tasks=5, seed=4)
+    pytester.makepyfile(test_inner='''
+def test_inner(kanban_board):
+    assert kanban_board(shape="v0", tasks=5, seed=4).is_file()
+''')
+    pytester.runpytest_inprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+    assert outer.is_file()

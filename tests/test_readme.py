@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, sha256
+from support import ROOT, sha256
 
 README = ROOT / "README.md"
 RUNNABLE = {"sh", "console", "python"}
@@ -74,14 +74,14 @@ def test_the_readme_has_examples_of_every_kind():
 
 
 @pytest.fixture(scope="module")
-def boards(tmp_path_factory, board_cache):
+def boards(tmp_path_factory, kanban_board_template):
     from kanban_migrate.upgrading import upgrade
 
     d = tmp_path_factory.mktemp("readme-boards")
     head = d / "head.db"
-    shutil.copyfile(board_cache("v1", 40, 4), head)
+    shutil.copyfile(kanban_board_template("v1", 40, 4), head)
     upgrade(head, backup=False)
-    return {"head": head, "v0": board_cache("v0", 40, 1), "v2b": board_cache("v2b", 40, 1)}
+    return {"head": head, "v0": kanban_board_template("v0", 40, 1), "v2b": kanban_board_template("v2b", 40, 1)}
 
 
 @pytest.fixture

@@ -22,8 +22,8 @@ def readme_connect():
     return namespace["connect"]
 
 
-def test_a_legacy_board_is_brought_to_head_on_connect(make_board):
-    path = make_board("v1")
+def test_a_legacy_board_is_brought_to_head_on_connect(kanban_board):
+    path = kanban_board("v1", tasks=120, name="kanban.db")
     tasks = len(rows(path, "tasks"))
     conn = readme_connect()(str(path))
     try:
@@ -33,8 +33,8 @@ def test_a_legacy_board_is_brought_to_head_on_connect(make_board):
         conn.close()
 
 
-def test_a_malformed_board_is_recovered_not_replaced_by_an_empty_one(make_board, caplog):
-    path = make_board("v2b", tasks=300)
+def test_a_malformed_board_is_recovered_not_replaced_by_an_empty_one(kanban_board, caplog):
+    path = kanban_board("v2b", tasks=300, name="kanban.db")
     upgrade(path)  # a board at head, stamped: ensure_head answers "current" without reading it all
     tasks = {t["id"] for t in rows(path, "tasks")}
     C.overwrite_leaf(path, "tasks", random.Random(11))
@@ -52,8 +52,8 @@ def test_a_malformed_board_is_recovered_not_replaced_by_an_empty_one(make_board,
     assert "recovering every readable row" in caplog.text
 
 
-def test_an_unstamped_damaged_board_is_recovered_too(make_board):
-    path = make_board("v0", tasks=300)
+def test_an_unstamped_damaged_board_is_recovered_too(kanban_board):
+    path = kanban_board("v0", tasks=300, name="kanban.db")
     C.overwrite_leaf(path, "task_events", random.Random(2))
     conn = readme_connect()(str(path))
     try:

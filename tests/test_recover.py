@@ -31,9 +31,9 @@ def key(table, row):
 
 
 @pytest.fixture
-def damaged(tmp_path, board_cache):
+def damaged(tmp_path, kanban_board_template):
     """(board, truth): a fresh v2b board (600 tasks) to damage, and the same board upgraded."""
-    src = board_cache("v2b", 600, 4)
+    src = kanban_board_template("v2b", 600, 4)
     board = tmp_path / "kanban.db"
     shutil.copyfile(src, board)
     truth = tmp_path / "truth.db"
@@ -131,8 +131,8 @@ def left_by_a_killed_writer(board: Path, folder: Path, statements) -> Path:
     return folder / "kanban.db"
 
 
-def test_uncheckpointed_wal_beside_a_damaged_main_file(tmp_path, board_cache):
-    src = board_cache("v7", 300, 8)
+def test_uncheckpointed_wal_beside_a_damaged_main_file(tmp_path, kanban_board_template):
+    src = kanban_board_template("v7", 300, 8)
     board = tmp_path / "kanban.db"
     shutil.copyfile(src, board)
     inserts = [("INSERT INTO tasks (id, title, status, created_at) VALUES (?, ?, 'todo', 1790000000)",
@@ -147,25 +147,21 @@ def test_uncheckpointed_wal_beside_a_damaged_main_file(tmp_path, board_cache):
     assert len(rows(victim, "tasks")) == 350
 
 
-def test_wal_only_board(tmp_path, board_cache):
+def test_wal_only_board(tmp_path, kanban_board_template):
     """A board whose main file is fine and whose WAL holds commits: checkpoint, nothing salvaged."""
     board = tmp_path / "kanban.db"
-    shutil.copyfile(board_cache("v5", 100, 2), board)
+    shutil.copyfile(kanban_board_template("v5", 100, 2), board)
     victim = left_by_a_killed_writer(board, tmp_path / "snap", [("UPDATE tasks SET title = title || ' (edited)'", ())])
     report = recover(victim)
     assert report.mode == "wal-only" and report.code == 0
     assert all(r["title"].endswith("(edited)") for r in rows(victim, "tasks"))
 
 
-def test_index_only_damage_is_reindexed(tmp_path, board_cache):
-    src = board_cache("v7", 100, 2)
+def test_index_only_damage_is_reindexed(tmp_path, kanban_board_template):
+    src = kanban_board_template("v7", 100, 2)
     board = tmp_path / "kanban.db"
     shutil.copyfile(src, board)
-    conn = sqlite3.connect(board, isolation_level=None)
-    conn.execute("PRAGMA writable_schema=ON")
-    conn.execute("UPDATE sqlite_master SET sql='CREATE INDEX idx_tasks_status ON tasks(assignee)' "
-                 "WHERE name='idx_tasks_status'")
-    conn.close()
+    C.mismatch_index(board, "idx_tasks_status", "tasks", "assignee")
     lines = [r[0] for r in pragma_rows(board, "integrity_check")]
     assert any("missing from index idx_tasks_status" in line for line in lines)
     before = rows(board, "tasks")
@@ -175,8 +171,8 @@ def test_index_only_damage_is_reindexed(tmp_path, board_cache):
     assert rows(board, "tasks") == before
 
 
-def test_healthy_board_is_left_alone(make_board):
-    board = make_board("v7")
+def test_healthy_board_is_left_alone(kanban_board):
+    board = kanban_board("v7", tasks=120, name="kanban.db")
     state = dir_state(board.parent)
     report = recover(board)
     assert report.mode == "healthy" and report.code == 0 and report.original is None
@@ -215,8 +211,8 @@ def test_repeated_recovery_does_not_pile_up_copies(damaged, tmp_path):
     assert len(list(board.parent.glob("kanban.db.corrupt.*.bak"))) == 1
 
 
-def test_in_use_board_is_refused(make_board):
-    board = make_board("v7")
+def test_in_use_board_is_refused(kanban_board):
+    board = kanban_board("v7", tasks=120, name="kanban.db")
     C.zero_root(board, "task_events", random.Random(2))
     holder = subprocess.Popen([sys.executable, "-c",
                                "import sys, time; f = open(sys.argv[1], 'rb'); print('open', flush=True); time.sleep(60)",
@@ -253,10 +249,10 @@ def test_cli_json(damaged):
     assert out["mode"] == "salvage" and out["tables"]["task_events"]["recovered"] > 0
 
 
-def test_garbage_freelist_trunk(tmp_path, board_cache):
+def test_garbage_freelist_trunk(tmp_path, kanban_board_template):
     """Deleted rows leave freelist pages; a garbage trunk must not crash or loop the salvage, and
     every live row comes back (deleted ones only with include_freelist, marked)."""
-    src = board_cache("v7", 600, 6)
+    src = kanban_board_template("v7", 600, 6)
     board = tmp_path / "kanban.db"
     shutil.copyfile(src, board)
     conn = sqlite3.connect(board, isolation_level=None)

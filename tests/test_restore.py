@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import dir_state, rows, sha256
+import corruption as C
+from support import dir_state, rows, sha256
 from kanban_migrate.restore import state_digest
 
 TASKS = 40
@@ -29,13 +30,13 @@ def cli(*args, preexec_fn=None, prefix=()):
 
 
 @pytest.fixture
-def recovered(tmp_path, board_cache):
+def recovered(tmp_path, kanban_board_template):
     """A board as ``recover`` leaves it: the rebuilt board in place (at head, mode 0600) and the
     original kept as ``kanban.db.corrupt.<sha16>.bak`` with its -wal and -shm."""
     from kanban_migrate.upgrading import upgrade
 
     board = tmp_path / "kanban.db"
-    shutil.copyfile(board_cache("v0", TASKS, 5), board)
+    shutil.copyfile(kanban_board_template("v0", TASKS, 5), board)
     digest = sha256(board)[:16]
     aside = board.with_name(f"kanban.db.corrupt.{digest}.bak")
     shutil.copyfile(board, aside)
@@ -74,11 +75,11 @@ def test_restore_puts_the_original_back_byte_for_byte_and_is_undoable(recovered)
     assert {b["state"] for b in listed} == {"quarantine", "pre-restore"}
 
 
-def test_restore_a_pre_upgrade_backup_gives_the_rows_back(tmp_path, board_cache):
+def test_restore_a_pre_upgrade_backup_gives_the_rows_back(tmp_path, kanban_board_template):
     from kanban_migrate.upgrading import upgrade
 
     board = tmp_path / "kanban.db"
-    shutil.copyfile(board_cache("v2b", TASKS, 1), board)
+    shutil.copyfile(kanban_board_template("v2b", TASKS, 1), board)
     before = rows(board, "tasks")
     result = upgrade(board)
     assert rows(board, "tasks") != before  # the upgrade added columns
@@ -114,9 +115,7 @@ def test_restore_refuses_a_board_in_use(recovered):
 
 def test_restore_refuses_a_copy_changed_since_it_was_made(recovered):
     board, aside = recovered
-    with open(aside, "r+b") as fh:
-        fh.seek(5000)
-        fh.write(b"tampered")
+    C.poke(aside, 5000, b"tampered")
     before = dir_state(board.parent)
     proc = cli("restore", board, aside)
     assert proc.returncode == 3 and "no longer matches its name" in proc.stderr
@@ -200,7 +199,7 @@ def test_prune_keeps_the_newest_n_of_each_kind(many):
     assert left == sorted([aside.name, f"kanban.db.pre-upgrade.{1:016x}.bak"])
 
 
-def test_restore_undoes_a_real_recover(tmp_path, board_cache):
+def test_restore_undoes_a_real_recover(tmp_path, kanban_board_template):
     """recover in place, then restore: the damaged original is back byte for byte, and what
     recover made is kept (restoring that copy brings the recovered board back)."""
     import random
@@ -208,7 +207,7 @@ def test_restore_undoes_a_real_recover(tmp_path, board_cache):
     from corruption import overwrite_leaf
 
     board = tmp_path / "kanban.db"
-    shutil.copyfile(board_cache("v0", 200, 3), board)
+    shutil.copyfile(kanban_board_template("v0", 200, 3), board)
     overwrite_leaf(board, "task_events", random.Random(4))
     original = sha256(board)
     rec = cli("recover", board)

@@ -83,33 +83,14 @@ def ours_left(folder: Path) -> list[str]:
 
 
 @pytest.fixture
-def damaged(tmp_path, board_cache):
+def damaged(tmp_path, kanban_board_template):
     """A v7 board (120 tasks) with its task_events root page zeroed, alone in a folder."""
     folder = tmp_path / "home"
     folder.mkdir()
     board = folder / "kanban.db"
-    shutil.copyfile(board_cache("v7", 120, 1), board)
+    shutil.copyfile(kanban_board_template("v7", 120, 1), board)
     C.zero_root(board, "task_events", random.Random(1))
     return board
-
-
-@pytest.fixture
-def tmpfs(tmp_path):
-    """mount(size) -> a fresh tmpfs folder; unmounted afterwards."""
-    if not ROOT or not shutil.which("mount"):
-        pytest.skip("needs root and mount for a tmpfs")
-    mounted = []
-
-    def mount(size: str, name: str = "mnt") -> Path:
-        where = tmp_path / name
-        where.mkdir()
-        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], check=True)
-        mounted.append(where)
-        return where
-
-    yield mount
-    for where in reversed(mounted):
-        subprocess.run(["umount", "-l", str(where)], check=False)
 
 
 # ---- data and files it must never destroy --------------------------------------------------------
@@ -174,11 +155,11 @@ def test_dump_never_overwrites(damaged, tmp_path, target):
     assert dir_state(tmp_path) == state
 
 
-def test_a_failed_final_checkpoint_is_never_taken_for_a_board(tmp_path, board_cache):
+def test_a_failed_final_checkpoint_is_never_taken_for_a_board(tmp_path, kanban_board_template):
     from kanban_migrate.recovering.final import check_final, final_checkpoint
 
     db = tmp_path / "rebuilt.db"
-    shutil.copyfile(board_cache("v7", 120, 1), db)
+    shutil.copyfile(kanban_board_template("v7", 120, 1), db)
     writer = sqlite3.connect(db, isolation_level=None)
     writer.execute("PRAGMA journal_mode=WAL")
     writer.execute("PRAGMA wal_autocheckpoint=0")
@@ -192,11 +173,22 @@ def test_a_failed_final_checkpoint_is_never_taken_for_a_board(tmp_path, board_ca
     reader.close()
     writer.close()
     short = tmp_path / "short.db"
-    shutil.copyfile(board_cache("v7", 120, 1), short)
-    with open(short, "r+b") as fh:
-        fh.truncate(short.stat().st_size - 4096)
+    shutil.copyfile(kanban_board_template("v7", 120, 1), short)
+    C.cut_tail(short, C.page_size(short))
     assert "header says" in check_final(short)
-    assert check_final(board_cache("v7", 120, 1)) is None
+    assert check_final(kanban_board_template("v7", 120, 1)) is None
+
+
+def unchanged_or_whole(proc, says: str, board: Path, state: dict, must_fail: bool = False) -> None:
+    """Exit 5 saying ``says`` with the board's folder as it was (``state``), or a whole board of
+    120 tasks with nothing of the run left in its folder."""
+    if proc.returncode == ExitCode.ENVIRONMENT or must_fail:
+        assert says in refused(proc, ExitCode.ENVIRONMENT)
+        assert dir_state(board.parent) == state
+    else:
+        assert proc.returncode in (0, 1), proc.stderr
+        assert integrity(board) == [("ok",)] and len(task_ids(board)) == 120
+        assert ours_left(board.parent) == []
 
 
 @pytest.mark.parametrize("fraction", [0.5, 1.0, 1.3])
@@ -210,38 +202,26 @@ def test_file_size_limit(damaged, fraction):
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
     proc = cli("recover", damaged, preexec=cap)
-    if proc.returncode == ExitCode.ENVIRONMENT:
-        assert "file-size limit" in refused(proc, ExitCode.ENVIRONMENT)
-        assert dir_state(folder) == state
-    else:
-        assert proc.returncode in (0, 1), proc.stderr
-        assert integrity(damaged) == [("ok",)] and len(task_ids(damaged)) == 120
-        assert ours_left(folder) == []
+    unchanged_or_whole(proc, "file-size limit", damaged, state)
 
 
 @pytest.mark.parametrize("room", [1.5, 2.6, 3.6, 4.6, 6.5])
-def test_disk_full(tmpfs, board_cache, room):
+def test_disk_full(tmpfs, kanban_board_template, room):
     """ENOSPC at whichever step the space runs out: exit 5 with nothing changed, or a whole board."""
-    src = board_cache("v7", 120, 1)
+    src = kanban_board_template("v7", 120, 1)
     mnt = tmpfs(f"{int(src.stat().st_size * room) // 4096 * 4096}")
     board = mnt / "kanban.db"
     shutil.copyfile(src, board)
     C.zero_root(board, "task_events", random.Random(1))
     state = dir_state(mnt)
     proc = cli("recover", board)
-    if proc.returncode == ExitCode.ENVIRONMENT or room < 2:
-        assert "space" in refused(proc, ExitCode.ENVIRONMENT)
-        assert dir_state(mnt) == state
-    else:
-        assert proc.returncode in (0, 1), proc.stderr
-        assert integrity(board) == [("ok",)] and len(task_ids(board)) == 120
-        assert ours_left(mnt) == []
+    unchanged_or_whole(proc, "space", board, state, must_fail=room < 2)
 
 
-def test_read_only_folder(tmpfs, board_cache, tmp_path):
+def test_read_only_folder(tmpfs, kanban_board_template, tmp_path):
     mnt = tmpfs("64m")
     board = mnt / "kanban.db"
-    shutil.copyfile(board_cache("v7", 120, 1), board)
+    shutil.copyfile(kanban_board_template("v7", 120, 1), board)
     C.zero_root(board, "task_events", random.Random(1))
     subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
     state = dir_state(mnt)
@@ -253,12 +233,12 @@ def test_read_only_folder(tmpfs, board_cache, tmp_path):
     assert len(task_ids(out)) == 120 and dir_state(mnt) == state
 
 
-def test_names_with_uri_characters(tmp_path, board_cache):
+def test_names_with_uri_characters(tmp_path, kanban_board_template):
     folder = tmp_path / "a?b#c%20d"
     folder.mkdir()
     board = folder / "k?a#n%25.db"
     plain = tmp_path / "plain.db"
-    shutil.copyfile(board_cache("v7", 120, 1), plain)
+    shutil.copyfile(kanban_board_template("v7", 120, 1), plain)
     C.zero_root(plain, "task_events", random.Random(1))
     plain.rename(board)
     out, dump = folder / "o?#%.db", folder / "d?#%.sql"
@@ -270,9 +250,9 @@ def test_names_with_uri_characters(tmp_path, board_cache):
     assert len(task_ids(board)) == 120 and ours_left(folder) == []
 
 
-def test_a_name_near_255_bytes(tmp_path, board_cache):
+def test_a_name_near_255_bytes(tmp_path, kanban_board_template):
     board = tmp_path / ("k" * 248 + ".db")
-    shutil.copyfile(board_cache("v7", 120, 1), board)
+    shutil.copyfile(kanban_board_template("v7", 120, 1), board)
     C.zero_root(board, "task_events", random.Random(1))
     state = dir_state(tmp_path)
     assert "too long" in refused(cli("recover", board), ExitCode.REFUSED)
@@ -294,8 +274,7 @@ def test_a_fifo_beside_the_board_is_refused_not_opened(damaged, tmp_path, where)
 
 def test_holes_are_not_copied_dense(damaged):
     hole = 64 << 20
-    with open(damaged, "r+b") as fh:
-        fh.truncate(damaged.stat().st_size + hole)
+    C.grow(damaged, hole)
     if damaged.stat().st_blocks * 512 >= hole:
         pytest.skip("this file system does not keep holes")
     report = recover(damaged, keep_workdir=True)
@@ -306,30 +285,11 @@ def test_holes_are_not_copied_dense(damaged):
 
 
 # ---- SQL a damaged file supplies is never run or written -----------------------------------------
-def hostile(board: Path, other: Path) -> None:
-    """Schema rows that run SQL when executed, a declared type that adds a column, and damage."""
-    conn = sqlite3.connect(board, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=DELETE")
-    conn.execute("CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT)")
-    conn.execute("INSERT INTO notes VALUES (1, 'x')")
-    root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name='task_events'").fetchone()[0]
-    conn.execute("PRAGMA writable_schema=ON")
-    for i, sql in enumerate([f"ATTACH DATABASE '{other}' AS o", "DELETE FROM o.tasks",
-                             "CREATE TRIGGER planted AFTER INSERT ON tasks BEGIN DELETE FROM tasks; END",
-                             "DELETE FROM tasks"]):
-        conn.execute("INSERT INTO sqlite_master (type, name, tbl_name, rootpage, sql) "
-                     "VALUES ('index', ?, 'tasks', 0, ?)", (f"zz_ix{i}", sql))
-    conn.execute("UPDATE sqlite_master SET sql = ? WHERE name = 'notes'",
-                 ("CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT) , INJECTED INTEGER CHECK (INJECTED IS NULL))",))
-    conn.close()
-    C.write_page(board, root, bytes(C.page_size(board)))
-
-
-def test_schema_rows_of_a_crafted_file_never_run(tmp_path, board_cache):
+def test_schema_rows_of_a_crafted_file_never_run(tmp_path, kanban_board_template):
     board, other = tmp_path / "kanban.db", tmp_path / "other.db"
-    shutil.copyfile(board_cache("v7", 120, 1), board)
-    shutil.copyfile(board_cache("v7", 50, 2), other)
-    hostile(board, other)
+    shutil.copyfile(kanban_board_template("v7", 120, 1), board)
+    shutil.copyfile(kanban_board_template("v7", 50, 2), other)
+    C.hostile_schema(board, other)
     before = sha256(other)
     out, dump = tmp_path / "out.db", tmp_path / "salvage.sql"
     report = recover(board, output=out, dump=dump)
@@ -378,8 +338,8 @@ print(i, flush=True)
 """
 
 
-def test_output_of_a_live_healthy_board_is_one_snapshot(make_board, tmp_path):
-    board = make_board("v7", 120)
+def test_output_of_a_live_healthy_board_is_one_snapshot(kanban_board, tmp_path):
+    board = kanban_board("v7", tasks=120, name="kanban.db")
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(board), "6"], stdout=subprocess.PIPE, text=True)
     try:
         assert writer.stdout.readline().strip() == "ready"
@@ -440,7 +400,7 @@ def test_a_second_hard_link_is_refused_in_place(damaged, tmp_path):
 
 
 @needs_root
-def test_another_users_board_is_refused_in_place(tmp_path, board_cache):
+def test_another_users_board_is_refused_in_place(tmp_path, kanban_board_template):
     """As a user who cannot list another user's open files, that user's board cannot be proven idle."""
     from kanban_migrate.recovering import run as run_module  # every step's module loaded before dropping root
     from kanban_migrate.recovering import inuse, load, snapshot, swap, triage  # noqa: F401
@@ -451,7 +411,7 @@ def test_another_users_board_is_refused_in_place(tmp_path, board_cache):
     request_cleanup = shutil.rmtree
     os.chmod(folder, 0o777)
     board = folder / "kanban.db"
-    shutil.copyfile(board_cache("v7", 120, 1), board)
+    shutil.copyfile(kanban_board_template("v7", 120, 1), board)
     C.zero_root(board, "task_events", random.Random(1))
     os.chmod(board, 0o666)
     os.chown(board, 12345, 12345)
@@ -490,16 +450,15 @@ def test_modes_and_owner_follow_the_board(damaged, tmp_path):
     assert (out.stat().st_mode & 0o777, out.stat().st_uid) == (0o600, 12345)
 
 
-def test_invalid_utf8_is_kept_losslessly(tmp_path, board_cache):
+def test_invalid_utf8_is_kept_losslessly(tmp_path, kanban_board_template):
     board = tmp_path / "kanban.db"
-    shutil.copyfile(board_cache("v7", 120, 1), board)
+    shutil.copyfile(kanban_board_template("v7", 120, 1), board)
     conn = sqlite3.connect(board, isolation_level=None)
     conn.execute("CREATE TABLE scratch(a TEXT, b TEXT)")
     for i in range(300):
         conn.execute("INSERT INTO scratch VALUES (CAST(X'66ff80c3' AS TEXT), ?)", (f"row {i} " * 20,))
-    conn.execute("PRAGMA writable_schema=ON")
-    conn.execute("DELETE FROM sqlite_master WHERE name = 'scratch'")  # its pages now belong to no table
     conn.close()
+    C.forget_table(board, "scratch")  # its pages now belong to no table
     C.zero_root(board, "task_events", random.Random(3))
     report = recover(board)
     assert report.code in (0, 1) and report.lost_and_found
@@ -588,11 +547,11 @@ def _kill_points(trace: str) -> list[tuple[str, int]]:
 
 
 @pytest.mark.skipif(not STRACE, reason="needs strace for fault injection")
-def test_a_kill_anywhere_in_the_swap_loses_nothing(tmp_path, board_cache):
+def test_a_kill_anywhere_in_the_swap_loses_nothing(tmp_path, kanban_board_template):
     from kanban_migrate.board import check_file, journal_mode_for
     from kanban_migrate.recovering.swapjournal import journal_path
 
-    src = board_cache("v7", 120, 1)
+    src = kanban_board_template("v7", 120, 1)
     dry = _victim(tmp_path / "dry", src)
     want = task_ids(dry)
     trace = tmp_path / "trace"
@@ -681,11 +640,11 @@ def test_a_planted_journal_removes_nobodys_files(damaged, tmp_path):
     assert not journal_path(damaged).exists()
 
 
-def test_a_hot_journal_is_rolled_back_before_the_salvage(tmp_path, board_cache):
+def test_a_hot_journal_is_rolled_back_before_the_salvage(tmp_path, kanban_board_template):
     """A writer killed mid-transaction leaves uncommitted pages in the main file and the originals
     in its -journal: the recovered board holds the committed rows, never the half-written ones."""
     src = tmp_path / "src.db"
-    shutil.copyfile(board_cache("v7", 120, 1), src)
+    shutil.copyfile(kanban_board_template("v7", 120, 1), src)
     conn = sqlite3.connect(src, isolation_level=None)
     conn.execute("PRAGMA journal_mode=DELETE")
     conn.close()

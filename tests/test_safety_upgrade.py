@@ -27,7 +27,8 @@ from typing import Callable
 
 import pytest
 
-from support import dir_state, sha256
+import corruption as C
+from support import dir_state, execute
 from kanban_migrate import head, schema
 from kanban_migrate.schema import HEAD_INDEXES, HEAD_NAMES, KANBAN_TABLES
 from kanban_migrate.upgrading import upgrade
@@ -37,15 +38,6 @@ ENV = {k: v for k, v in os.environ.items() if not k.startswith("HERMES")}
 
 
 # ---- helpers ----------------------------------------------------------------------------------------
-def sql(path: Path, *statements: str) -> None:
-    c = sqlite3.connect(path, isolation_level=None)
-    try:
-        for s in statements:
-            c.execute(s)
-    finally:
-        c.close()
-
-
 def one(path: Path, query: str):
     c = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
@@ -132,7 +124,7 @@ def with_sql(shape, *statements, tasks=60, at_head_first=False):
         p = make(shape, tasks, d / "kanban.db")
         if at_head_first:
             upgrade(p, backup=False)
-        sql(p, *statements)
+        execute(p, *statements)
         return p
     return build
 
@@ -141,7 +133,7 @@ def junk_stamp(value_sql, rows=1):
     def build(d, make):
         p = make("v7", 40, d / "kanban.db")
         upgrade(p, backup=False)
-        sql(p, "DROP TABLE alembic_version", "CREATE TABLE alembic_version (version_num)",
+        execute(p, "DROP TABLE alembic_version", "CREATE TABLE alembic_version (version_num)",
             *[f"INSERT INTO alembic_version VALUES ({value_sql})"] * rows)
         return p
     return build
@@ -150,7 +142,7 @@ def junk_stamp(value_sql, rows=1):
 def false_stamp(rev):
     def build(d, make):
         p = make("v0", 60, d / "kanban.db")
-        sql(p, "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)",
+        execute(p, "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)",
             f"INSERT INTO alembic_version VALUES ('{rev}')")
         return p
     return build
@@ -158,7 +150,7 @@ def false_stamp(rev):
 
 def hot_journal(d, make):
     p = make("v2b", 60, d / "kanban.db")
-    sql(p, "PRAGMA journal_mode=DELETE")
+    execute(p, "PRAGMA journal_mode=DELETE")
     code = ("import sqlite3, os, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
             "c.execute('PRAGMA cache_size=1'); c.execute('BEGIN'); "
             "c.execute(\"UPDATE tasks SET body = hex(randomblob(3000))\"); os._exit(0)")
@@ -209,17 +201,16 @@ def mode_board(mode, folder_mode=0o777, wal=False):
 
 def reader_lock(d, make):
     p = make("v1", 40, d / "kanban.db")
-    sql(p, "PRAGMA journal_mode=DELETE")
+    execute(p, "PRAGMA journal_mode=DELETE")
     return p
 
 
 def crafted_type(d, make):
     p = make("drifted", 40, d / "kanban.db")
-    sql(p, "ALTER TABLE task_events ADD COLUMN extra \"TEXT) , INJECTED INTEGER CHECK (0\" DEFAULT 5")
-    version = one(p, "PRAGMA schema_version")[0][0]
-    sql(p, "PRAGMA writable_schema=ON",  # a default ALTER TABLE cannot add: parenthesised parts
-        "UPDATE sqlite_master SET sql = substr(sql, 1, length(sql) - 1) || ', e2 VARCHAR(10) DEFAULT ((1) + (2)))' "
-        "WHERE name = 'task_events'", f"PRAGMA schema_version={version + 1}", "PRAGMA writable_schema=OFF")
+    execute(p, "ALTER TABLE task_events ADD COLUMN extra \"TEXT) , INJECTED INTEGER CHECK (0\" DEFAULT 5")
+    (created,), = one(p, "SELECT sql FROM sqlite_master WHERE name = 'task_events'")
+    # a default ALTER TABLE cannot add: parenthesised parts
+    C.set_schema_sql(p, "task_events", created[:-1] + ", e2 VARCHAR(10) DEFAULT ((1) + (2)))")
     return p
 
 
@@ -400,9 +391,9 @@ def run(args, *, user="root", limit=None, env=None, timeout=120):
 
 
 @pytest.fixture
-def make(board_cache):
+def make(kanban_board_template):
     def make(shape, tasks, dest: Path) -> Path:
-        shutil.copyfile(board_cache(shape, tasks, 1), dest)
+        shutil.copyfile(kanban_board_template(shape, tasks, 1), dest)
         return dest
     return make
 
@@ -454,11 +445,11 @@ def test_triggers_still_work_after_the_upgrade(make, tmp_path):
     """Kept means kept working: after the upgrade the board's trigger fires on the application's
     own writes as it did before."""
     p = make("v0", 30, tmp_path / "kanban.db")
-    sql(p, "CREATE TABLE audit (what TEXT)",
+    execute(p, "CREATE TABLE audit (what TEXT)",
         "CREATE TRIGGER audit_tasks AFTER INSERT ON tasks BEGIN INSERT INTO audit VALUES (new.id); END")
     upgrade(p, backup=False)
     assert one(p, "SELECT count(*) FROM audit") == [(0,)]  # never fired during the upgrade
-    sql(p, "INSERT INTO tasks (id, title, status, created_at) VALUES ('t_after', 'x', 'todo', 1)")
+    execute(p, "INSERT INTO tasks (id, title, status, created_at) VALUES ('t_after', 'x', 'todo', 1)")
     assert one(p, "SELECT what FROM audit") == [("t_after",)]
 
 
@@ -612,17 +603,8 @@ def test_boards_lists_hostile_boards_without_crashing(make, tmp_path):
 
 # ---- disk full ---------------------------------------------------------------------------------------------------
 @pytest.fixture
-def small_disk(tmp_path):
-    if not ROOT:
-        pytest.skip("mounting a small tmpfs needs root")
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mnt)], capture_output=True).returncode:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+def small_disk(tmpfs):
+    return tmpfs("16m", "small")
 
 
 def test_disk_full_is_named_and_the_hint_is_true(make, small_disk):
@@ -662,7 +644,7 @@ def _upgrade_one(path, queue):
     queue.put((r.code, r.status, r.message, r.revision_after))
 
 
-def test_two_upgrades_at_once_never_fail(board_cache, tmp_path):
+def test_two_upgrades_at_once_never_fail(kanban_board_template, tmp_path):
     """30 trials of two upgrades started together on one legacy board: each ends at head (exit 0,
     'upgraded' or 'already at head') or says the board is busy (exit 4); never 3 or 70."""
     import alembic.command  # noqa: F401  (imported once, before forking)
@@ -670,7 +652,7 @@ def test_two_upgrades_at_once_never_fail(board_cache, tmp_path):
     import kanban_migrate.upgrading.chain  # noqa: F401
 
     ctx = multiprocessing.get_context("fork")
-    src = board_cache("v0", 20, 1)
+    src = kanban_board_template("v0", 20, 1)
     outcomes = []
     for i in range(30):
         p = tmp_path / f"b{i}.db"
@@ -697,13 +679,10 @@ def test_fast_path_head_names_are_heads():
     assert sorted(ix.name for t in head.metadata.tables.values() for ix in t.indexes) == sorted(HEAD_INDEXES)
 
 
-def test_failure_after_an_untrusted_stamp_says_what_was_committed(make, tmp_path, monkeypatch):
-    """A false v3 stamp is removed and the chain runs from the base; a failure in v4 says v0..v3
-    (not 'v4' only, not nothing) were committed, and the backup stays (something was committed)."""
-    from kanban_migrate.upgrading import ops
+def hint_of_a_refusal_in_v4(p: Path, monkeypatch) -> str:
+    """upgrade(p) with v4's backfill refusing: the hint of the error it raises."""
     from kanban_migrate.errors import KanbanMigrateError
-
-    p = false_stamp("v3")(tmp_path, make)
+    from kanban_migrate.upgrading import ops
 
     def refuse():
         raise ops.UpgradeRefused("injected")
@@ -711,27 +690,25 @@ def test_failure_after_an_untrusted_stamp_says_what_was_committed(make, tmp_path
     monkeypatch.setattr(ops, "backfill_running_runs", refuse)
     with pytest.raises(KanbanMigrateError) as info:
         upgrade(p)
-    assert "revisions v0 v1 v2 v3 were applied and committed, the board is consistent at v3" in info.value.hint
+    return info.value.hint
+
+
+def test_failure_after_an_untrusted_stamp_says_what_was_committed(make, tmp_path, monkeypatch):
+    """A false v3 stamp is removed and the chain runs from the base; a failure in v4 says v0..v3
+    (not 'v4' only, not nothing) were committed, and the backup stays (something was committed)."""
+    p = false_stamp("v3")(tmp_path, make)
+    hint = hint_of_a_refusal_in_v4(p, monkeypatch)
+    assert "revisions v0 v1 v2 v3 were applied and committed, the board is consistent at v3" in hint
     assert stamp_of(p) == "v3" and one(p, "SELECT count(*) FROM pragma_table_info('tasks') WHERE name='session_id'")[0][0]
     assert [n for n in os.listdir(tmp_path) if ".pre-upgrade." in n]
 
 
 def test_refusal_before_any_commit_removes_its_backup(make, tmp_path, monkeypatch):
-    from kanban_migrate.upgrading import ops
-    from kanban_migrate.errors import KanbanMigrateError
-
     p = make("v4", 30, tmp_path / "kanban.db")
     upgrade(p, backup=False)
-    sql(p, "UPDATE alembic_version SET version_num = 'v3'")
+    execute(p, "UPDATE alembic_version SET version_num = 'v3'")
     before = dir_state(tmp_path)
-
-    def refuse():
-        raise ops.UpgradeRefused("injected")
-
-    monkeypatch.setattr(ops, "backfill_running_runs", refuse)
-    with pytest.raises(KanbanMigrateError) as info:
-        upgrade(p)
-    assert "nothing was changed" in info.value.hint
+    assert "nothing was changed" in hint_of_a_refusal_in_v4(p, monkeypatch)
     assert dir_state(tmp_path) == before
 
 
@@ -753,14 +730,14 @@ def test_a_trigger_that_cannot_be_put_back_commits_nothing(make, tmp_path, monke
     assert stamp_of(p) is None and len(extras(p)) == len(TRIGGERS)
 
 
-def test_sigkill_on_a_rollback_journal_board_then_rerun_finishes(board_cache, tmp_path):
+def test_sigkill_on_a_rollback_journal_board_then_rerun_finishes(kanban_board_template, tmp_path):
     """A board kept in DELETE mode (the application's rule under the WAL-reset bug): a kill mid-
     revision leaves a hot journal; the next upgrade lets SQLite roll it back and finishes."""
     import random
 
     victim = tmp_path / "kanban.db"
-    shutil.copyfile(board_cache("drifted", 1500, 3), victim)
-    sql(victim, "PRAGMA journal_mode=DELETE")
+    shutil.copyfile(kanban_board_template("drifted", 1500, 3), victim)
+    execute(victim, "PRAGMA journal_mode=DELETE")
     reference = tmp_path / "reference.db"
     shutil.copyfile(victim, reference)
     upgrade(reference, backup=False)

@@ -245,6 +245,9 @@ def test_well_formed_live_rows(db, tmp_path):
 
 
 DELETED_FILES = [p for p in WF_FILES if p.parent.name in ("07", "09", "0A", "0B", "0C", "0D", "0E")]
+# Rows carved from unallocated space, as measured (a floor: carving may find more, never fewer).
+CARVED = {"09-01": 3, "0B-01": 4, "0B-02": 4, "0C-02": 1, "0C-03": 2, "0C-04": 1, "0C-05": 1, "0C-06": 1,
+          "0C-08": 2, "0C-09": 5, "0C-10": 11, "0D-06": 1, "0D-08": 1, "0E-01": 3}
 
 
 @pytest.mark.parametrize("db", DELETED_FILES, ids=_ids(DELETED_FILES))
@@ -279,6 +282,7 @@ def test_well_formed_with_freelist(db, tmp_path):
             # a record carved from unallocated space must be a row the database once held
             assert _key(vals) in known[len(names)], f"{name}: carved row {vals!r} is not in the XML"
             recovered += 1
+    assert recovered >= CARVED.get(db.stem, 0)
 
 
 @pytest.mark.parametrize("db", AF_FILES, ids=_ids(AF_FILES))
@@ -290,7 +294,6 @@ def test_anti_forensic_survives(db, tmp_path):
         res = salvage(path, time_limit=limit, include_freelist=include_freelist)
         elapsed = time.monotonic() - t0
         assert elapsed < limit + 2.0, f"took {elapsed:.1f}s with a {limit}s bound"
-        assert res.elapsed >= 0
         for t in res.tables.values():
             for r in t.rows:
                 assert len(r.values) == len(t.columns)

@@ -272,7 +272,7 @@ def test_truncated_file(board, tmp_path):
     path = _copy(board, tmp_path)
     npages = os.path.getsize(path) // PAGE
     cut = int(npages * 0.6)
-    os.truncate(path, cut * PAGE + 300)    # a partial last page as well
+    C.cut_tail(path, os.path.getsize(path) - (cut * PAGE + 300))    # a partial last page as well
     leaf_of_path = {}
     lost = 0
     for n, pth, p, t, c in board["pages"]:
@@ -300,14 +300,7 @@ def test_bit_flips(board, tmp_path):
     page with no flipped byte, less the long-body tasks (their overflow pages may be hit),
     less 20% slack for rows behind flipped interior pages whose leaves fail shape checks."""
     path = _copy(board, tmp_path)
-    data = bytearray(path.read_bytes())
-    rng = random.Random(7)
-    flipped = set()
-    for _ in range(40):
-        off = rng.randrange(PAGE, len(data))    # keep page 1 (header + schema) intact
-        data[off] ^= 1 << rng.randrange(8)
-        flipped.add(off // PAGE + 1)
-    path.write_bytes(bytes(data))
+    flipped = {off // PAGE + 1 for off in C.bit_flips(path, random.Random(7), flips=40)}  # page 1 kept
     overflow_pages = set(_pages_of_type(board, "overflow"))
     hit_overflow = bool(flipped & overflow_pages)
 
@@ -357,8 +350,7 @@ def test_overflow_page_broken(board, tmp_path):
 def test_first_16_bytes_overwritten(board, tmp_path):
     """Floor 100%: the magic string is not needed (issue #29507 kind of damage)."""
     path = _copy(board, tmp_path)
-    with open(path, "r+b") as f:
-        f.write(b"GARBAGE-GARBAGE!")
+    C.poke(path, 0, b"GARBAGE-GARBAGE!")
     res = salvage(path)
     assert any("magic" in p for p in res.header_problems)
     got = _check(res, board["truth"])
@@ -443,8 +435,7 @@ def test_wal_commits_beside_damaged_main_file(tmp_path):
     # what the WAL holds
     wal_path = str(snap) + "-wal"
     idx = read_wal(wal_path)
-    with open(wal_path, "ab") as f:                    # an uncommitted torn frame at the end
-        f.write(random.Random(5).randbytes(24 + PAGE))
+    C.torn_wal_frame(wal_path, random.Random(5), PAGE)  # an uncommitted torn frame at the end
     s = wal_summary(wal_path, snap)
     assert s.committed_frames > 0 and s.has_uncheckpointed_commits and s.uncheckpointed_known
     assert s.tail_uncommitted_frames >= 1
@@ -825,9 +816,7 @@ def test_page_fitting_a_complete_and_an_incomplete_table(tmp_path):
             victim = pg
             break
     assert victim is not None
-    with open(path, "r+b") as f:
-        f.seek((victim - 1) * PAGE + 12 + 2)
-        f.write(struct.pack(">H", 0xFFFF))          # cell pointer beyond the page
+    C.poke_page(path, victim, 12 + 2, struct.pack(">H", 0xFFFF), ps=PAGE)  # cell pointer beyond the page
 
     res = salvage(path)
     assert res.tables["task_events_archive"].unreadable_cells >= 1
@@ -844,7 +833,6 @@ def test_damaged_payload_size_of_an_intact_record(tmp_path):
     """A bit flip in a cell's payload-size varint while the record is whole: the row comes back
     unchanged, read by its own header (as SQLite's .recover does), and is counted as repaired."""
     import sqlite3 as _sqlite3
-    import struct as _struct
 
     from kanban_migrate.salvage import salvage as _salvage
 
@@ -854,15 +842,8 @@ def test_damaged_payload_size_of_an_intact_record(tmp_path):
     conn.executemany("INSERT INTO t VALUES (?, ?, ?)", [(i, f"row {i}", i * 7) for i in range(1, 21)])
     conn.commit()
     root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name='t'").fetchone()[0]
-    ps = conn.execute("PRAGMA page_size").fetchone()[0]
     conn.close()
-    data = bytearray(db.read_bytes())
-    base = (root - 1) * ps
-    assert data[base] == 0x0D  # a table leaf
-    first_cell = _struct.unpack(">H", data[base + 8: base + 10])[0]
-    assert data[base + first_cell] < 0x80
-    data[base + first_cell] += 4  # the payload claims 4 bytes more than the record holds
-    db.write_bytes(bytes(data))
+    C.overstate_payload(db, root, by=4)  # the payload claims 4 bytes more than the record holds
     result = _salvage(db, False)
     rows = {r.rowid: r.values for r in result.tables["t"].rows}
     assert rows == {i: (i, f"row {i}", i * 7) for i in range(1, 21)}

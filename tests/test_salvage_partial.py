@@ -24,11 +24,11 @@ def _truth(path, table="tasks"):
 
 
 @pytest.fixture
-def broken_board(tmp_path, board_cache):
+def broken_board(tmp_path, kanban_board_template):
     """(board, columns, truth, hit): a v2b board whose long task bodies lost the second page of
     their overflow chains to garbage (three rows), the ground truth, and {rowid: chain} hit."""
     board = tmp_path / "kanban.db"
-    shutil.copyfile(board_cache("v2b", 600, 4), board)
+    shutil.copyfile(kanban_board_template("v2b", 600, 4), board)
     cols, truth = _truth(board)
     hit = C.garble_overflow_chains(board, "tasks", random.Random(8), count=3, at=1)
     assert len(hit) == 3
@@ -98,13 +98,13 @@ def test_recover_keeps_or_sets_aside_partial_rows(broken_board, tmp_path):
     assert len(kept) >= len(truth) - len(ids)
 
 
-def test_recover_puts_partial_rows_in_their_table(tmp_path, board_cache):
+def test_recover_puts_partial_rows_in_their_table(tmp_path, kanban_board_template):
     """Tasks whose long text is their last column (last_failure_error): a broken chain cuts only
     that column and max_retries after it, the table takes the row, the report lists it."""
     from kanban_migrate import recover
 
     board = tmp_path / "kanban.db"
-    shutil.copyfile(board_cache("v2b", 600, 4), board)
+    shutil.copyfile(kanban_board_template("v2b", 600, 4), board)
     c = sqlite3.connect(board)
     picked = [r[0] for r in c.execute("SELECT rowid FROM tasks ORDER BY rowid LIMIT 4 OFFSET 100")]
     with c:

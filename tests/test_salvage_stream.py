@@ -183,14 +183,13 @@ def test_read_back_thread_never_outlives_the_salvage(tmp_path, time_limit):
             assert res.timed_out
 
 
-def test_recover_lets_sqlite_copy_the_sound_runs(tmp_path, monkeypatch):
+def test_recover_lets_sqlite_copy_the_sound_runs(tmp_path, monkeypatch, kanban_board):
     """Through recover's load step: most rows are copied by SQLite, the rest streamed, and the
     rebuilt board holds every surviving row once."""
     import kanban_migrate.salvage as salvage_pkg
-    from kanban_migrate import fixtures, recover
+    from kanban_migrate import recover
 
-    board = tmp_path / "kanban.db"
-    fixtures.create(board, "v7", tasks=300, seed=4, journal_mode="delete")
+    board = kanban_board("v7", tasks=300, seed=4, journal_mode="delete", name="kanban.db")
     truth = {r[0] for r in sqlite3.connect(board).execute("SELECT id FROM task_events")}
     victim = C.leaf_pages(board, "task_events")[1]
     with salvage(board) as res:

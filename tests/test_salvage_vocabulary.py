@@ -7,13 +7,14 @@ ones; one task_runs page is damaged, and every intact row must land in task_runs
 from __future__ import annotations
 
 import random
+import shutil
 import sqlite3
 import sys
 from pathlib import Path
 
 import pytest
 
-from kanban_migrate import fixtures, recover
+from kanban_migrate import recover
 from kanban_migrate.recovering.shapes import known_shapes
 from kanban_migrate.salvage import TableShape, salvage
 from kanban_migrate.salvage.shapes import candidate_from_shape, pick_candidate
@@ -27,9 +28,9 @@ TASK_STATUSES = ["someday", "review", "ready", "parked"]
 
 
 @pytest.fixture(scope="module")
-def v1_board(tmp_path_factory) -> Path:
+def v1_board(tmp_path_factory, kanban_board_template) -> Path:
     path = tmp_path_factory.mktemp("vocab") / "kanban.db"
-    fixtures.create(path, "v1", tasks=600, seed=13, journal_mode="delete")
+    shutil.copyfile(kanban_board_template("v1", tasks=600, seed=13, journal_mode="delete"), path)
     rng = random.Random(9)
     con = sqlite3.connect(path, isolation_level=None)
     con.execute("BEGIN")

@@ -12,25 +12,17 @@ import time
 
 import pytest
 
-from support import pragma_rows, rows, tables
+from support import pragma_rows, rows, stamps, tables
 from kanban_migrate import head, schema
 from kanban_migrate.upgrading import missing_at, ops, upgrade
-
-
-def stamp(path):
-    c = sqlite3.connect(path)
-    try:
-        return c.execute("SELECT version_num FROM alembic_version").fetchall()
-    finally:
-        c.close()
 
 
 def dump(path):
     return {t: rows(path, t) for t in tables(path)}
 
 
-def test_failure_in_the_middle_of_a_revision_leaves_nothing_of_it(make_board, monkeypatch):
-    path = make_board("drifted")
+def test_failure_in_the_middle_of_a_revision_leaves_nothing_of_it(kanban_board, monkeypatch):
+    path = kanban_board("drifted", tasks=120, name="kanban.db")
     real = ops.backfill_running_runs
 
     def explode():
@@ -41,7 +33,7 @@ def test_failure_in_the_middle_of_a_revision_leaves_nothing_of_it(make_board, mo
     with pytest.raises(RuntimeError, match="injected"):
         upgrade(path, backup=False)
     # v0..v3 committed; nothing of v4 remains.
-    assert stamp(path) == [("v3",)]
+    assert stamps(path) == ["v3"]
     c = sqlite3.connect(path)
     s = schema.snapshot(c)
     c.close()
@@ -55,10 +47,10 @@ def test_failure_in_the_middle_of_a_revision_leaves_nothing_of_it(make_board, mo
     assert schema.at_head(schema.snapshot(sqlite3.connect(path)), head.expected())
 
 
-def test_sigkill_at_random_moments_never_damages_the_board(tmp_path, board_cache):
+def test_sigkill_at_random_moments_never_damages_the_board(tmp_path, kanban_board_template):
     """SIGKILL a large upgrade at random moments: integrity_check passes after every kill, and a
     last run reaches head with exactly the data of an undisturbed upgrade."""
-    source = board_cache("drifted", 6000, 5)
+    source = kanban_board_template("drifted", 6000, 5)
     reference = tmp_path / "reference.db"
     shutil.copyfile(source, reference)
     t0 = time.monotonic()
@@ -67,7 +59,7 @@ def test_sigkill_at_random_moments_never_damages_the_board(tmp_path, board_cache
     victim = tmp_path / "victim.db"
     shutil.copyfile(source, victim)
     rng = random.Random(20261125)
-    stamps = set()
+    seen_stamps = set()
     interrupted = 0
     upper = 0.35 + full  # the child also starts an interpreter, so most kills land inside the chain
     for _ in range(8):
@@ -83,7 +75,7 @@ def test_sigkill_at_random_moments_never_damages_the_board(tmp_path, board_cache
         stamp_now = seen[0] if seen else None
         if stamp_now is not None:  # each revision commits whole: the schema bears out every stamp
             assert missing_at(schema.snapshot(c), stamp_now) == [], stamp_now
-        stamps.add(stamp_now)
+        seen_stamps.add(stamp_now)
         c.close()
         if stamp_now == head.HEAD:  # this kill came too late (a loaded machine): start over, kill sooner
             shutil.copyfile(source, victim)
@@ -95,6 +87,6 @@ def test_sigkill_at_random_moments_never_damages_the_board(tmp_path, board_cache
     got, want = dump(victim), dump(reference)
     for t in want:  # backfilled runs carry the time of their upgrade only where a task had none
         assert got[t] == want[t], t
-    print("stamps seen after kills:", sorted(map(str, stamps)), "full upgrade", round(full, 2), "s")
-    assert stamps <= {None, *head.REVISIONS}
+    print("stamps seen after kills:", sorted(map(str, seen_stamps)), "full upgrade", round(full, 2), "s")
+    assert seen_stamps <= {None, *head.REVISIONS}
     assert interrupted, "every kill came after the upgrade had finished: nothing was interrupted"

@@ -19,8 +19,8 @@ def run_cli(*args, timeout=120):
                           capture_output=True, text=True, timeout=timeout)
 
 
-def test_locked_board_is_refused_after_the_busy_timeout(tmp_path, make_board):
-    path = make_board("v1")
+def test_locked_board_is_refused_after_the_busy_timeout(tmp_path, kanban_board):
+    path = kanban_board("v1", tasks=120, name="kanban.db")
     holder = subprocess.Popen(
         [sys.executable, "-c",
          "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], isolation_level=None);"

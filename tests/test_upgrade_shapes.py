@@ -45,8 +45,8 @@ def renumbered(before_schema, table: str) -> bool:
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-def test_upgrade_reaches_head_and_keeps_every_row(shape, make_board):
-    path = make_board(shape)
+def test_upgrade_reaches_head_and_keeps_every_row(shape, kanban_board):
+    path = kanban_board(shape, tasks=120, name="kanban.db")
     before_schema = snapshot_of(path)
     before = {t: rows(path, t) for t in tables(path)}
     mode_before = pragma_rows(path, "journal_mode")[0][0]
@@ -157,8 +157,8 @@ def test_upgrade_reaches_head_and_keeps_every_row(shape, make_board):
 
 
 @pytest.mark.parametrize("shape", ["v1", "v2b", "drifted", "fork"])
-def test_legacy_and_fork_columns_keep_their_data(shape, make_board):
-    path = make_board(shape)
+def test_legacy_and_fork_columns_keep_their_data(shape, kanban_board):
+    path = kanban_board(shape, tasks=120, name="kanban.db")
     before_schema = snapshot_of(path)
     head_cols = {t: set(head.metadata.tables[t].c.keys()) for t in head.metadata.tables}
     unknown = [(t, c) for t in head_cols if before_schema.has_table(t) for c in before_schema.columns(t)
@@ -177,8 +177,8 @@ def test_legacy_and_fork_columns_keep_their_data(shape, make_board):
     assert LEGACY_COLUMNS["tasks"] >= {c for t, c in unknown if t == "tasks" and c.startswith(("spawn", "last_spawn"))}
 
 
-def test_drifted_run_ids_follow_their_runs(make_board):
-    path = make_board("drifted")
+def test_drifted_run_ids_follow_their_runs(kanban_board):
+    path = kanban_board("drifted", tasks=120, name="kanban.db")
     old_runs = rows(path, "task_runs")
     old_tasks = {t["id"]: t for t in rows(path, "tasks")}
     old_events = rows(path, "task_events")
@@ -200,8 +200,8 @@ def test_drifted_run_ids_follow_their_runs(make_board):
     conn.close()
 
 
-def test_half_upgraded_board_from_the_session_id_release(make_board):
-    path = make_board("v3-half")
+def test_half_upgraded_board_from_the_session_id_release(kanban_board):
+    path = kanban_board("v3-half", tasks=120, name="kanban.db")
     info = fixtures.create(path.with_name("again.db"), "v3-half", tasks=5)
     assert info.aborted and "no such column: session_id" in info.aborted[0]
     s = snapshot_of(path)
@@ -211,20 +211,20 @@ def test_half_upgraded_board_from_the_session_id_release(make_board):
     assert schema.at_head(snapshot_of(path), head.expected())
 
 
-def test_v2a_renamed_counters_are_not_copied_again(make_board):
-    path = make_board("v2a")
+def test_v2a_renamed_counters_are_not_copied_again(kanban_board):
+    path = kanban_board("v2a", tasks=120, name="kanban.db")
     before = {t["id"]: t["consecutive_failures"] for t in rows(path, "tasks")}
     upgrade(path)
     assert {t["id"]: t["consecutive_failures"] for t in rows(path, "tasks")} == before
     assert "spawn_failures" not in snapshot_of(path).columns("tasks")
 
 
-def test_notify_progress_of_the_upstream_snapshot_is_kept_and_no_warning(make_board):
+def test_notify_progress_of_the_upstream_snapshot_is_kept_and_no_warning(kanban_board):
     """kanban_notify_subs.notify_progress (one upstream snapshot, not upstream main): kept with its
     values through the upgrade, and a column head does not know is information, never a warning."""
     from kanban_migrate.verifying import verify
 
-    path = make_board("notify-progress")
+    path = kanban_board("notify-progress", tasks=120, name="kanban.db")
     before = [(r["task_id"], r["notify_progress"]) for r in rows(path, "kanban_notify_subs")]
     assert before
     assert upgrade(path).status == "upgraded"

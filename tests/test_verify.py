@@ -15,6 +15,8 @@ from kanban_migrate.verifying import Finding, VerifyReport, verify
 from kanban_migrate.verifying.checks import classify, result_lines
 from test_verify_support import digest, findings, listing, make_board, plant, query
 
+import corruption as C
+
 
 def problems(report):
     return [(f.check, f.severity, f.table, f.message) for f in report.findings if f.severity != "info"]
@@ -367,13 +369,8 @@ def test_classify_tells_index_damage_from_table_damage():
 
 def test_index_only_damage_found_by_full_check_with_reindex_hint(tmp_path):
     path = make_board(tmp_path)
-    conn = sqlite3.connect(path)
-    conn.execute("PRAGMA writable_schema=ON")
     # The index keeps entries built for (status); the schema now says (title): index damage only.
-    conn.execute("UPDATE sqlite_master SET sql = 'CREATE INDEX idx_tasks_status ON tasks(title)' "
-                 "WHERE name = 'idx_tasks_status'")
-    conn.commit()
-    conn.close()
+    C.mismatch_index(path, "idx_tasks_status", "tasks", "title")
     report = verify(path, full=True)
     (f,) = findings(report, "integrity")
     assert (f.severity, f.table) == ("error", "tasks")
@@ -384,16 +381,10 @@ def _page_of(path, name):
     return query(path, "SELECT rootpage FROM sqlite_master WHERE name = ?", (name,))[0][0]
 
 
-def _smash(path, pgno, offset, data: bytes, page_size=4096):
-    with open(path, "r+b") as fh:
-        fh.seek((pgno - 1) * page_size + offset)
-        fh.write(data)
-
-
 def test_table_damage_is_an_error_with_the_recover_hint(tmp_path):
     path = make_board(tmp_path, tasks=5)
     pgno = _page_of(path, "task_links")  # a one-page table: the root is a leaf
-    _smash(path, pgno, 3, b"\x00\x7f")  # the page's cell count: far more cells than fit
+    C.poke_page(path, pgno, 3, b"\x00\x7f")  # the page's cell count: far more cells than fit
     for full in (False, True):
         report = verify(path, full=full)
         errs = findings(report, "integrity", "error")
@@ -402,7 +393,7 @@ def test_table_damage_is_an_error_with_the_recover_hint(tmp_path):
 
 def test_not_a_database_after_a_sane_header_is_a_finding(tmp_path):
     path = make_board(tmp_path, tasks=5)
-    _smash(path, 1, 100, b"\xff" * 200)  # page 1's b-tree header: sqlite_master unreadable
+    C.poke_page(path, 1, 100, b"\xff" * 200)  # page 1's b-tree header: sqlite_master unreadable
     report = verify(path)
     assert findings(report, "integrity", "error") and not report.ok
 
@@ -454,7 +445,7 @@ def test_not_sqlite_is_a_file_error(tmp_path, content):
 ])
 def test_insane_header_is_a_file_error(tmp_path, offset, value, words):
     path = make_board(tmp_path, tasks=5)
-    _smash(path, 1, offset, value)
+    C.poke_page(path, 1, offset, value)
     report = verify(path)
     errs = findings(report, "file", "error")
     assert errs and words in errs[0].message
@@ -468,24 +459,21 @@ def test_too_many_reserved_bytes_is_a_file_error(tmp_path):
     conn.commit()
     conn.close()
     assert verify(path).ok or not findings(verify(path), "file", "error")
-    _smash(path, 1, 20, b"\x28", page_size=512)  # 40 reserved bytes: 472 usable, SQLite needs 480
+    C.poke_page(path, 1, 20, b"\x28")  # 40 reserved bytes: 472 usable, SQLite needs 480
     errs = findings(verify(path), "file", "error")
     assert errs and "usable page size" in errs[0].message
 
 
 def test_truncated_file_is_a_file_error(tmp_path):
     path = make_board(tmp_path, tasks=30)
-    size = path.stat().st_size
-    with open(path, "r+b") as fh:
-        fh.truncate(size - 1000)
+    C.cut_tail(path, 1000)
     errs = findings(verify(path), "file", "error")
     assert any("multiple of the page size" in f.message for f in errs)
 
 
 def test_file_longer_than_its_header_says_is_a_file_error(tmp_path):
     path = make_board(tmp_path, tasks=30)
-    with open(path, "ab") as fh:
-        fh.write(bytes(4096 * 2))
+    C.grow(path, 4096 * 2)
     errs = findings(verify(path), "file", "error")
     assert any("page count" in f.message for f in errs)
 

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from kanban_migrate.verifying import data, verify
+from kanban_migrate.verifying import invariants, scan, verify, work
 from test_verify_support import findings, make_board, plant, query
 
 
@@ -64,14 +64,14 @@ def broken_board(tmp_path):
 
 def test_json_stand_in_agrees_with_sqlite_json_valid():
     conn = sqlite3.connect(":memory:")
-    flag = data._json_flag("v").expr.replace('"v"', "?")
+    flag = invariants.json_flag("v").expr.replace('"v"', "?")
     for value in JSON_VALUES + ['{"a": [1, 2, {"b": "\u00e9"}]}', "true", "-0", "1.", '"\\x"', "\ufeff[1]"]:
         (sql,) = conn.execute(f"SELECT {flag}", (value,) * flag.count("?")).fetchone()
-        assert data.py_json_valid(value) == (not sql), repr(value)
-    conn.create_function("json_valid", 1, data.py_json_valid, deterministic=True)
+        assert invariants.py_json_valid(value) == (not sql), repr(value)
+    conn.create_function("json_valid", 1, invariants.py_json_valid, deterministic=True)
     for value in JSON_VALUES:
         (py,) = conn.execute(f"SELECT {flag}", (value,) * flag.count("?")).fetchone()
-        assert py == (not data.py_json_valid(value)), repr(value)
+        assert py == (not invariants.py_json_valid(value)), repr(value)
 
 
 def test_sql_path_and_python_fallback_give_the_same_findings(broken_board, monkeypatch):
@@ -82,14 +82,14 @@ def test_sql_path_and_python_fallback_give_the_same_findings(broken_board, monke
         assert f.count == 7  # every planted value but the last three
 
     calls = []
-    stand_in = data.py_json_valid
+    stand_in = invariants.py_json_valid
 
     def counting(value):
         calls.append(1)
         return stand_in(value)
 
-    monkeypatch.setattr(data, "has_json", lambda conn: False)
-    monkeypatch.setattr(data, "py_json_valid", counting)
+    monkeypatch.setattr(invariants, "has_json", lambda conn: False)
+    monkeypatch.setattr(invariants, "py_json_valid", counting)
     fallback = verify(broken_board)
     assert calls, "the Python stand-in was not used"
     assert summary(fallback) == summary(sql)
@@ -97,7 +97,7 @@ def test_sql_path_and_python_fallback_give_the_same_findings(broken_board, monke
 
 def test_rowid_ranges_give_the_same_findings_as_one_pass(broken_board, monkeypatch):
     whole = verify(broken_board)
-    monkeypatch.setattr(data, "CHUNK_ROWS", {"task_events": 37, "tasks": 11})
+    monkeypatch.setattr(scan, "CHUNK_ROWS", {"task_events": 37, "tasks": 11})
     chunked = verify(broken_board)
     assert summary(chunked) == summary(whole)
     (kinds,) = [f for f in findings(chunked, "data", table="task_events") if "renames" in f.message]
@@ -111,7 +111,7 @@ def test_ranges_cover_every_rowid(tmp_path, monkeypatch):
                 "SELECT 9223372036854775807, task_id, 'ready', 0 FROM task_events LIMIT 1",
           "INSERT INTO task_events (id, task_id, kind, created_at) "
           "SELECT -9223372036854775808, task_id, 'ready', 0 FROM task_events LIMIT 1")
-    monkeypatch.setattr(data, "CHUNK_ROWS", {"task_events": 10})
+    monkeypatch.setattr(scan, "CHUNK_ROWS", {"task_events": 10})
     (f,) = findings(verify(path), "data", table="task_events")
     assert f.count == 2 and f.examples == [-9223372036854775808, 9223372036854775807]
 
@@ -177,7 +177,7 @@ def test_no_thread_is_left_running(tmp_path, monkeypatch):
     def broken(*a, **kw):
         raise RuntimeError("planning failed")
 
-    monkeypatch.setattr(data, "plan", broken)
+    monkeypatch.setattr(scan, "plan", broken)
     report = verify(path)
     assert report.ok is None and report.exit_code == 70  # a bug, never a finding about the board
     assert "planning failed" in report.not_checked.reason and not report.errors
@@ -233,13 +233,13 @@ def test_parse_jobs_never_run_side_by_side():
             time.sleep(seconds)
             with lock:
                 running.remove((name, kind))
-        return data.Job(name, run, 0, kind)
+        return work.Job(name, run, 0, kind)
 
-    work = data.Work()
-    work.put([job(f"p{i}", "parse", 0.02) for i in range(4)] + [job(f"l{i}", "light", 0.005) for i in range(6)]
+    queue = work.Work()
+    queue.put([job(f"p{i}", "parse", 0.02) for i in range(4)] + [job(f"l{i}", "light", 0.005) for i in range(6)]
              + [job(f"s{i}", "scan", 0.01) for i in range(3)])
-    work.close()
-    threads = [threading.Thread(target=work.drain, args=(None,)) for _ in range(3)]
+    queue.close()
+    threads = [threading.Thread(target=queue.drain, args=(None,)) for _ in range(3)]
     for th in threads:
         th.start()
     for th in threads:

@@ -246,15 +246,8 @@ def _cli(*args, env=None, preexec_fn=None, timeout=120):
 
 
 @pytest.fixture
-def small_tmpfs(tmp_path):
-    if not IS_ROOT:
-        pytest.skip("mounting a small tmpfs needs root")
-    mnt = tmp_path / "small-tmp"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True).returncode:
-        pytest.skip("cannot mount a tmpfs here")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=False)
+def small_tmpfs(tmpfs):
+    return tmpfs("256k", "small-tmp")
 
 
 def _wal_without_shm(tmp_path) -> Path:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 import sqlite3
 from pathlib import Path
 
-from kanban_migrate import fixtures
+from kanban_migrate.pytest_plugin import board_template
 
 
 def upgrade(path: Path) -> None:
@@ -30,7 +31,7 @@ def upgrade(path: Path) -> None:
 def make_board(tmp_path: Path, shape: str = "v7", *, tasks: int = 40, seed: int = 11, at_head: bool = True,
                name: str = "kanban.db", journal_mode: str = "wal") -> Path:
     path = tmp_path / name
-    fixtures.create(path, shape, tasks=tasks, seed=seed, journal_mode=journal_mode)
+    shutil.copyfile(board_template(shape, tasks, seed, journal_mode), path)
     if at_head:
         upgrade(path)
     checkpoint(path)

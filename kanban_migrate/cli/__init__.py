@@ -13,9 +13,7 @@ by its text:
 anything else                           70    a bug (``KANBAN_MIGRATE_DEBUG=1`` adds the traceback)
 ====================================  ====  ==============================================
 
-The library never imports click; this package is the only place that does (besides the
-``verify``/``recover`` command modules that still live beside their features and are registered
-here).
+The library never imports click; this package is the only place that does.
 """
 
 from __future__ import annotations

@@ -202,3 +202,70 @@ def history_line(revision: str, doc: str, is_head: bool) -> str:
     if sep and name.split()[0] == revision:
         first = rest.strip()
     return f"{revision:3} {first}" + ("  (head)" if is_head else "")
+
+
+# ---- verify --------------------------------------------------------------------------------------
+SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
+
+
+def verify_summary(r) -> str:
+    """``path: OK (shape ..., revision ...; n error(s), n warning(s), n note(s))``."""
+    counts = [f"{len(r.errors)} error(s)", f"{len(r.warnings)} warning(s)", f"{len(r.infos)} note(s)"]
+    what = ", ".join(x for x in (f"shape {r.shape}" if r.shape else None,
+                                  f"revision {r.revision}" if r.revision else "unstamped") if x)
+    return f"{r.path}: {'OK' if r.ok else 'PROBLEMS'} ({what}; {', '.join(counts)})"
+
+
+def finding_text(f) -> str:
+    """A finding's message with its first example ids (schema messages name theirs already)."""
+    if f.examples and f.count and f.check != "schema":
+        return f.message + "  e.g. " + ", ".join(map(str, f.examples[:3]))
+    return f.message
+
+
+def print_verify(reports, *, stream=None) -> None:
+    """Each board's summary line and its findings grouped by severity: plain text when piped, a
+    rich table on a terminal (values the file supplied are never read as markup)."""
+    stream = stream or sys.stdout
+    if terminal_width(stream) is None:
+        for r in reports:
+            print(verify_plain(r), file=stream)
+    else:
+        _verify_rich(reports, stream)
+
+
+def verify_plain(r) -> str:
+    from ..verifying.model import SEVERITIES
+
+    lines = [verify_summary(r)]
+    for sev in SEVERITIES:
+        group = [f for f in r.findings if f.severity == sev]
+        if group:
+            lines.append(f"  {sev}s:" if sev != "info" else "  info:")
+        for f in group:
+            lines.append(f"    {f.check}" + (f" [{f.table}]" if f.table else "") + f": {finding_text(f)}")
+            if f.hint:
+                lines.append(f"      -> {f.hint}")
+    return "\n".join(lines)
+
+
+def _verify_rich(reports, stream) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from ..verifying.model import SEVERITIES
+
+    console = Console(file=stream)
+    for r in reports:
+        console.print(verify_summary(r), style="bold green" if r.ok else "bold", markup=False, highlight=False)
+        if not r.findings:
+            continue
+        grid = Table(show_header=True, header_style="bold", expand=False)
+        for col in ("severity", "check", "table", "finding", "hint"):
+            grid.add_column(col, overflow="fold")
+        for sev in SEVERITIES:
+            for f in (f for f in r.findings if f.severity == sev):
+                grid.add_row(*(Text(x) for x in (sev, f.check, f.table or "", finding_text(f), f.hint or "")),
+                             style=SEVERITY_STYLE[sev])
+        console.print(grid)

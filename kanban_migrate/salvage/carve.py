@@ -7,7 +7,8 @@ import re
 
 from .fileformat import PAGE_TABLE_LEAF, decode_record, freeblocks, parse_page_header, record_end
 from .shapes import Candidate
-from .walk import ERRORS, Salvager
+from .btree import ERRORS
+from .walk import Salvager
 
 
 def carve_freeblocks(sv: Salvager) -> None:

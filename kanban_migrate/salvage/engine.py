@@ -29,7 +29,8 @@ from .fileformat import (DB_HEADER_SIZE, MAGIC, DbHeader, cell_pointers, parse_p
 from .model import (IndexSalvage, LostRow, Row, SalvageResult, SchemaEntry, Spool, TableSalvage)
 from .shapes import ColumnCheck, TableShape, normalize_shapes
 from .sqlcopy import ReadBack
-from .walk import ERRORS, Salvager, Timeout, read_schema, setup_tables, walk_all
+from .btree import ERRORS
+from .walk import Salvager, Timeout, read_schema, setup_tables, walk_all
 from .wal import PageSource, WalIndex, WalSummary, open_db_file, read_wal
 
 __all__ = ["salvage", "SalvageResult", "TableSalvage", "IndexSalvage", "Row", "LostRow",

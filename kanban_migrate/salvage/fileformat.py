@@ -25,7 +25,7 @@ __all__ = [
     "PAGE_TABLE_LEAF", "PAGE_TABLE_INTERIOR", "PAGE_INDEX_LEAF", "PAGE_INDEX_INTERIOR",
     "freeblocks", "BTREE_PAGE_TYPES", "PTRMAP_BTREE", "max_local", "record_end",
     "decode_record_partial", "decode_record_prefix", "OVERFLOW_POINTER_SIZE", "DB_HEADER_SIZE", "btree_header_offset",
-    "ptrmap_entry", "serial_type_of_text",
+    "ptrmap_entry", "serial_type_of_text", "table_cell_header",
 ]
 
 MAGIC = b"SQLite format 3\x00"
@@ -184,6 +184,30 @@ def read_varint_signed(buf, pos: int) -> tuple[int, int]:
     return v, pos
 
 
+def table_cell_header(page, ptr: int) -> tuple[int, int, int]:
+    """(payload size, rowid, where the payload starts) of the table-leaf cell at ``ptr``.
+
+    Read once per cell of every leaf the salvage reads, so the common short varints (a payload
+    size under 16 KiB, a rowid under 2**21) are decoded here without a call."""
+    b = page[ptr]
+    if b < 0x80:
+        plen, p = b, ptr + 1
+    elif page[ptr + 1] < 0x80:
+        plen, p = ((b & 0x7F) << 7) | page[ptr + 1], ptr + 2
+    else:
+        plen, p = read_varint(page, ptr)
+    b = page[p]
+    if b < 0x80:
+        return plen, b, p + 1
+    b1 = page[p + 1]
+    if b1 < 0x80:
+        return plen, ((b & 0x7F) << 7) | b1, p + 2
+    if page[p + 2] < 0x80:
+        return plen, ((b & 0x7F) << 14) | ((b1 & 0x7F) << 7) | page[p + 2], p + 3
+    rowid, p = read_varint_signed(page, p)
+    return plen, rowid, p
+
+
 _FIXED_SIZES = (0, 1, 2, 3, 4, 6, 8, 8, 0, 0, -1, -1)
 
 
@@ -228,6 +252,12 @@ def text_decoder(encoding: str | None):
     return dec16
 
 
+# serial type -> (unpack_from, size) of the fixed-size numbers struct reads directly
+_NUMBERS = {2: (_I16, 2), 4: (_I32, 4), 6: (_I64, 8), 7: (_F64U, 8)}
+
+
+# One piece: the innermost loop of the salvage (every value of every record it reads); the serial
+# types' varints are read inline because a call per value costs more than the decoding.
 def decode_record(buf: bytes, start: int, end: int, enc: str = "utf-8",
                   errors: str = "surrogateescape") -> list:
     """Decode the record stored in ``buf[start:end]`` (``buf`` is ``bytes``).
@@ -279,22 +309,8 @@ def decode_record(buf: bytes, start: int, end: int, enc: str = "utf-8",
             v = buf[off]
             append(v - 256 if v > 127 else v)
             off += 1
-        elif t == 8:
-            append(0)
-        elif t == 9:
-            append(1)
-        elif t == 2:
-            append(_I16(buf, off)[0])
-            off += 2
-        elif t == 4:
-            append(_I32(buf, off)[0])
-            off += 4
-        elif t == 7:
-            append(_F64U(buf, off)[0])
-            off += 8
-        elif t == 6:
-            append(_I64(buf, off)[0])
-            off += 8
+        elif t == 8 or t == 9:
+            append(t - 8)
         elif t == 3 or t == 5:
             e = off + (3 if t == 3 else 6)
             if e > end:
@@ -302,7 +318,11 @@ def decode_record(buf: bytes, start: int, end: int, enc: str = "utf-8",
             append(int.from_bytes(buf[off:e], "big", signed=True))
             off = e
         else:
-            raise RecordError(f"reserved serial type {t}")
+            number = _NUMBERS.get(t)
+            if number is None:
+                raise RecordError(f"reserved serial type {t}")
+            append(number[0](buf, off)[0])
+            off += number[1]
     if p != hend:
         raise RecordError("serial type overruns header")
     if off != end:

@@ -17,7 +17,6 @@ from operator import itemgetter
 from .fileformat import DbHeader, FreelistInfo
 from .wal import WalSummary
 
-SOURCES = ("btree", "orphan", "freelist", "freeblock")
 RANK = {"btree": 0, "orphan": 1}          # everything else ranks 2
 SPOOL_BATCH = 2048                        # rows per spooled batch: memory per open stream
 
@@ -52,15 +51,15 @@ class Row(tuple):
 
     def __new__(cls, rowid, values, source, page, partial=False, partial_columns=()):
         if partial:
-            return _tnew(cls, (rowid, values, source, page, True, tuple(partial_columns)))
-        return _tnew(cls, (rowid, values, source, page))
+            return new_tuple(cls, (rowid, values, source, page, True, tuple(partial_columns)))
+        return new_tuple(cls, (rowid, values, source, page))
 
     def __repr__(self) -> str:
         extra = f", partial=True, partial_columns={self.partial_columns!r}" if self.partial else ""
         return f"Row(rowid={self[0]!r}, values={self[1]!r}, source={self[2]!r}, page={self[3]}{extra})"
 
 
-_tnew = tuple.__new__
+new_tuple = tuple.__new__     # a Row (or other tuple subclass) without calling its __new__: per row, so it counts
 
 
 @dataclass
@@ -150,7 +149,7 @@ class Segment:
 
 
 def _row(item) -> Row:
-    return _tnew(Row, item)
+    return new_tuple(Row, item)
 
 
 def _lost(item) -> LostRow:
@@ -219,7 +218,7 @@ class RowStream:
 
     def __init__(self, spool: Spool, reader=None):
         self.runs: list[Run] = []
-        self._reader = reader          # run -> iterator of Row (set by the engine)
+        self._reader = reader          # run -> iterator of Row (the salvage state's run_rows)
         self.ranked = [Segment(spool, _row), Segment(spool, _row), Segment(spool, _row)]
 
     def add(self, rowid, values, source, page) -> None:

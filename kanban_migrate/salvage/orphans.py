@@ -101,15 +101,13 @@ def find_unreached(sv: Salvager) -> OrphanScan:
 
 def group_by_interiors(sv: Salvager, scan: OrphanScan) -> None:
     """B-tree structure among orphans: each page's orphan interior parent."""
-    usable = sv.usable
     for pg in scan.interiors:
-        page = sv.get(pg)
-        hdr = parse_page_header(page, pg, usable, strict=True) if page is not None else None
+        page, hdr = sv.btree_page(pg, strict=True)
         if hdr is None:
             continue
         try:
             ptrs = cell_pointers(page, hdr)
-            kids = [_U32.unpack_from(page, p)[0] for p in ptrs if p + 4 <= usable]
+            kids = [_U32.unpack_from(page, p)[0] for p in ptrs if p + 4 <= sv.usable]
         except struct.error:
             kids = []
         kids.append(hdr.right_child)
@@ -156,8 +154,7 @@ def _ptrmap_owner(sv: Salvager, pg: int) -> str | None:
 
 def decode_leaf(sv: Salvager, pg: int):
     """(records, bad, broken, overflow pages) of an orphan leaf, or None if it holds nothing."""
-    page = sv.get(pg)
-    hdr = parse_page_header(page, pg, sv.usable, strict=True) if page is not None else None
+    page, hdr = sv.btree_page(pg, strict=True)
     if hdr is None:
         return None
     local: list[int] = []
@@ -191,8 +188,7 @@ def _is_schema_page(records, n: int) -> bool:
 
 def _looks_like_schema_page(sv: Salvager, pg: int) -> bool:
     """Decide from the leaf's records one by one, stopping once the majority is decided."""
-    page = sv.get(pg)
-    hdr = parse_page_header(page, pg, sv.usable, strict=True) if page is not None else None
+    page, hdr = sv.btree_page(pg, strict=True)
     if hdr is None or not hdr.cell_count:
         return False
     # a schema row starts with its type ('table', 'index', ...) as text: other first serial types
@@ -272,8 +268,7 @@ def place_index_pages(sv: Salvager, scan: OrphanScan) -> None:
         sv.claimed[pg] = "orphan-index"
         if not wr_tables:
             continue
-        page = sv.get(pg)
-        hdr = parse_page_header(page, pg, sv.usable, strict=True) if page is not None else None
+        page, hdr = sv.btree_page(pg, strict=True)
         if hdr is None:
             continue
         local: list[int] = []
@@ -340,16 +335,25 @@ def _group_fit(cand, recs):
     return cand
 
 
-# One piece: one pass in evidence order whose group choices feed the later pages of the pass.
+@dataclass
+class LeafPlacement:
+    """What :func:`place_table_leaves` carries from page to page: the candidates, the tables read
+    completely or open-ended, and the table and candidate each orphan group chose first (its
+    later pages are scored against that one first)."""
+
+    cands: list
+    complete: set[str]
+    open_ended: set[str]
+    group_table: dict[int, str] = field(default_factory=dict)
+    group_cand: dict[int, object] = field(default_factory=dict)
+
+
 def place_table_leaves(sv: Salvager, scan: OrphanScan) -> None:
     """Give each orphan table leaf to a table: the pointer map's owner if it fits, else the
     best-fitting candidate; pages with structural evidence first, freelist pages last."""
     cands = [c for c in candidates(sv.tables, sv.shape_map) if c is not SCHEMA_CAND and not c.without_rowid]
-    complete = {name for name in sv.tables if "table:" + name in sv.complete}
-    open_ended = _open_ended(sv, cands)
-    group_table: dict[int, str] = {}
-    group_cand: dict[int, object] = {}
-    claimed = sv.claimed
+    state = LeafPlacement(cands, {name for name in sv.tables if "table:" + name in sv.complete},
+                          _open_ended(sv, cands))
     order = sorted(scan.leaves, key=lambda p: (p not in scan.ptr_owner, scan.leaves[p] == "freelist", p))
     for pg in order:
         sv.check_time()
@@ -359,69 +363,76 @@ def place_table_leaves(sv: Salvager, scan: OrphanScan) -> None:
         recs, bad, broken, local = got
         source = scan.leaves[pg]
         grp = scan.group_of(pg)
-        cand = None
-        owner = scan.ptr_owner.get(pg)
-        stale_tie = stale = False
-        if owner is not None and owner in sv.tables and sv.tables[owner].cand is not None:
-            c = sv.tables[owner].cand
-            if sum(1 for _r, v in recs if c.score(v) >= 0) * 2 >= len(recs):
-                cand = c
-        if cand is None:
-            cand = _group_fit(group_cand.get(grp), recs)
-        if cand is None:
-            cand, stale_tie = pick_candidate(sv.missing, cands, recs, group_table.get(grp), complete, open_ended)
-        if cand is None and stale_tie and source == "orphan":
-            # as good a match for several tables, all read completely: stale either way
+        cand, stale_tie = _choose(sv, scan, state, pg, grp, recs)
+        stale = False
+        if cand is not None:
+            state.group_table.setdefault(grp, cand.table)
+            state.group_cand.setdefault(grp, cand)
+        if source == "orphan" and (cand is None and stale_tie or cand is not None and cand.table in state.complete):
+            # as good a match for several tables, all read completely, or a page of a table whose
+            # every live leaf its walk reached: a freed page that kept its old cells (a freelist
+            # the file no longer lists, e.g. a garbage trunk), stale either way
             stale = True
-            stale_page(sv, pg, None)
+            stale_page(sv, pg, cand.table if cand is not None else None)
             if not sv.include_freelist:
                 continue
             source = "freelist"
         if cand is None:
             for rowid, vals in recs:
                 sv.lost.add(pg, rowid, vals, source, "no matching table")
-            for rowid, vals, why, _cut in broken or ():
+            for rowid, vals, why, _cut in broken:
                 sv.lost.add(pg, rowid, vals, source, why)
             if not stale:
-                claimed[pg] = "orphan-unmatched"
+                sv.claimed[pg] = "orphan-unmatched"
             continue
-        group_table.setdefault(grp, cand.table)
-        group_cand.setdefault(grp, cand)
-        if cand.table in complete and source == "orphan":
-            # every live leaf of this table was reached by its walk: this page was freed and
-            # kept its old cells (a freelist the file no longer lists, e.g. a garbage trunk)
-            stale = True
-            stale_page(sv, pg, cand.table)
-            if not sv.include_freelist:
-                continue
-            source = "freelist"
-        t = sv.tables.get(cand.table)
-        if t is None:
-            t = sv.new_table(cand.table, cand.columns, cand, None,
-                             cand.shape.create_sql if cand.shape is not None else None, None)
-            t.out.shape = cand.label
         if not stale:
-            claimed[pg] = "orphan:" + cand.table
+            sv.claimed[pg] = "orphan:" + cand.table
         for o in local:
-            claimed[o] = "overflow"
-        t.out.unreadable_cells += bad
-        fin = t.finalizer_for(cand)
-        src_name = "freelist" if source == "freelist" else "orphan"
-        score = cand.score
-        add_rowid = None if cand.without_rowid else t.rowids.add
-        placed = []
-        for rowid, vals in recs:
-            if score(vals) < 0:
-                sv.lost.add(pg, rowid, vals, source, "record does not fit its page's table", cand.table)
-                continue
-            # the first row seen for a rowid wins (b-tree rows were added first)
-            if add_rowid is None:
-                placed.append((None, fin(vals, rowid), src_name, pg))
-            elif add_rowid(rowid):
-                placed.append((rowid, fin(vals, rowid), src_name, pg))
-        t.extend(placed, src_name)
-        for rowid, vals, why, cut in broken or ():
-            if cut is not None and not stale and score(vals) >= 0 and \
-                    t.add_partial(rowid, vals, cut, pg, src_name, cand):
-                continue
-            sv.lost.add(pg, rowid, vals, source, why, cand.table)
+            sv.claimed[o] = "overflow"
+        _place_rows(sv, cand, pg, recs, bad, broken, source, stale)
+
+
+def _choose(sv: Salvager, scan: OrphanScan, state: LeafPlacement, pg: int, grp: int, recs):
+    """(candidate or None, stale_tie) for an orphan leaf: the pointer map's owner where it fits
+    half the records, else the group's candidate where it fits, else the best of all."""
+    owner = scan.ptr_owner.get(pg)
+    if owner is not None and owner in sv.tables and sv.tables[owner].cand is not None:
+        c = sv.tables[owner].cand
+        if sum(1 for _r, v in recs if c.score(v) >= 0) * 2 >= len(recs):
+            return c, False
+    cand = _group_fit(state.group_cand.get(grp), recs)
+    if cand is not None:
+        return cand, False
+    return pick_candidate(sv.missing, state.cands, recs, state.group_table.get(grp), state.complete,
+                          state.open_ended)
+
+
+def _place_rows(sv: Salvager, cand, pg: int, recs, bad: int, broken, source: str, stale: bool) -> None:
+    """An orphan leaf's records into its table (made from the candidate where the schema has none);
+    a record that does not fit, or whose rowid is taken, goes to lost_and_found."""
+    t = sv.tables.get(cand.table)
+    if t is None:
+        t = sv.new_table(cand.table, cand.columns, cand, None,
+                         cand.shape.create_sql if cand.shape is not None else None, None)
+        t.out.shape = cand.label
+    t.out.unreadable_cells += bad
+    fin = t.finalizer_for(cand)
+    src_name = "freelist" if source == "freelist" else "orphan"
+    score = cand.score
+    add_rowid = None if cand.without_rowid else t.rowids.add
+    placed = []
+    for rowid, vals in recs:
+        if score(vals) < 0:
+            sv.lost.add(pg, rowid, vals, source, "record does not fit its page's table", cand.table)
+            continue
+        # the first row seen for a rowid wins (b-tree rows were added first)
+        if add_rowid is None:
+            placed.append((None, fin(vals, rowid), src_name, pg))
+        elif add_rowid(rowid):
+            placed.append((rowid, fin(vals, rowid), src_name, pg))
+    t.extend(placed, src_name)
+    for rowid, vals, why, cut in broken:
+        if cut is not None and not stale and score(vals) >= 0 and \
+                t.add_partial(rowid, vals, cut, pg, src_name, cand):
+            continue
+        sv.lost.add(pg, rowid, vals, source, why, cand.table)

@@ -265,9 +265,8 @@ def candidates(tables, shape_map) -> list[Candidate]:
 _PICK_PROBE = 2      # records of a page's sample scored against every candidate first
 
 
-# One piece: one ordered ranking (the docstring's key), read top to bottom.
 def pick_candidate(missing: dict, cands: list[Candidate], recs, group_hint: str | None,
-                    complete: set[str] = frozenset(), open_ended: set[str] = frozenset()):
+                   complete: set[str] = frozenset(), open_ended: set[str] = frozenset()):
     """The candidate whose shape the page's records fit best: (candidate, stale_tie).
 
     A candidate must fit a majority of a sample of the records. Among those the ranking key
@@ -288,68 +287,27 @@ def pick_candidate(missing: dict, cands: list[Candidate], recs, group_hint: str 
     On a page whose first records decide the table, only that table's best shape is
     scored against the rest of the sample.
     """
-    if not cands:
-        return None, False
     sample = recs if len(recs) <= 12 else recs[:6] + recs[-6:]
-    n = len(sample)
-    need = n // 2 + 1                      # ok * 2 > n
-    probe = sample[:_PICK_PROBE]
+    need = len(sample) // 2 + 1                      # ok * 2 > n
     rest = sample[_PICK_PROBE:]
-    nrest = len(rest)
-    staged = []
-    for i, c in enumerate(cands):
-        score = c.score
-        ok = exact = hits = 0
-        for _rowid, vals in probe:
-            sc = score(vals)
-            if sc >= 0:
-                ok += 1
-                hits += sc
-                if len(vals) == c.ncols:
-                    exact += 1
-        if ok + nrest >= need:
-            staged.append((-(ok + nrest), i, ok, exact, hits, c))
-    staged.sort()                          # most records possibly fitting first, then candidate order
-    lo = hi = None
+    span = None                                      # (lowest, highest) rowid of the page
     best_key = None
     best = []
-    for neg_ub, i, ok, exact, hits, c in staged:
+    for neg_ub, i, ok, exact, hits, c in _probed(cands, sample[:_PICK_PROBE], len(rest), need):
         ub = -neg_ub
         if best_key is not None and ub < best_key[0]:
             break                          # neither this one nor any after can win or tie
-        table = c.table
-        gaps = missing.get(table)
-        in_gap = False
-        if gaps:
-            if lo is None:
-                lo = min(r for r, _v in recs)
-                hi = max(r for r, _v in recs)
-            in_gap = any((a is None or lo > a) and (b is None or hi <= b) for a, b in gaps)
-        head = (ub, table == group_hint, in_gap, table in open_ended)
-        td = c.td is not None
-        ncols = c.ncols
-        if best_key is not None and ub == best_key[0]:
-            if head < best_key[:4]:
-                continue
-            if head == best_key[:4]:
-                # as good so far: bound full-length records and check hits by what the rest
-                # of the sample could give
-                cp = c.check_pos
-                more_exact = sum(1 for _r, v in rest if len(v) == ncols)
-                more_hits = sum(1 for _r, v in rest for j in cp if j < len(v) and v[j] is not None)
-                if (*head, exact + more_exact, hits + more_hits, td) < best_key:
-                    continue
-        score = c.score
-        for _rowid, vals in rest:
-            sc = score(vals)
-            if sc >= 0:
-                ok += 1
-                hits += sc
-                if len(vals) == ncols:
-                    exact += 1
+        gaps = missing.get(c.table)
+        if gaps and span is None:
+            span = (min(r for r, _v in recs), max(r for r, _v in recs))
+        in_gap = bool(gaps) and any((a is None or span[0] > a) and (b is None or span[1] <= b) for a, b in gaps)
+        head = (ub, c.table == group_hint, in_gap, c.table in open_ended)
+        if best_key is not None and ub == best_key[0] and not _may_reach(c, head, exact, hits, rest, best_key):
+            continue
+        ok, exact, hits = _fit(c, rest, ok, exact, hits)
         if ok < need:
             continue
-        key = (ok, *head[1:], exact, hits, td)
+        key = (ok, *head[1:], exact, hits, c.td is not None)
         if best_key is None or key > best_key:
             best_key = key
             best = [(i, c)]
@@ -360,6 +318,41 @@ def pick_candidate(missing: dict, cands: list[Candidate], recs, group_hint: str 
     tied = {c.table for _i, c in best}
     if len(tied) > 1:
         return None, tied <= complete      # ambiguous between tables: lost_and_found rather than a guess
-    return min(best, key=itemgetter(0))[1], False   # the first in candidate order, as before
+    return min(best, key=itemgetter(0))[1], False   # the first in candidate order
 
 
+def _fit(c: Candidate, records, ok: int = 0, exact: int = 0, hits: int = 0) -> tuple[int, int, int]:
+    """(records fitting, full-length records among them, check hits), added to the counts given."""
+    score = c.score
+    ncols = c.ncols
+    for _rowid, vals in records:
+        sc = score(vals)
+        if sc >= 0:
+            ok += 1
+            hits += sc
+            if len(vals) == ncols:
+                exact += 1
+    return ok, exact, hits
+
+
+def _probed(cands: list[Candidate], probe, nrest: int, need: int) -> list[tuple]:
+    """(-upper bound of records fitting, candidate index, the probe's counts, candidate) of every
+    candidate that could still fit a majority, most records possibly fitting first."""
+    staged = []
+    for i, c in enumerate(cands):
+        ok, exact, hits = _fit(c, probe)
+        if ok + nrest >= need:
+            staged.append((-(ok + nrest), i, ok, exact, hits, c))
+    staged.sort()
+    return staged
+
+
+def _may_reach(c: Candidate, head: tuple, exact: int, hits: int, rest, best_key: tuple) -> bool:
+    """Could a candidate whose bound ties the best key still win or tie it? Its full-length
+    records and check hits are bounded by what the rest of the sample could give."""
+    if head != best_key[:4]:
+        return head > best_key[:4]
+    ncols = c.ncols
+    more_exact = sum(1 for _r, v in rest if len(v) == ncols)
+    more_hits = sum(1 for _r, v in rest for j in c.check_pos if j < len(v) and v[j] is not None)
+    return (*head, exact + more_exact, hits + more_hits, c.td is not None) >= best_key

@@ -409,21 +409,32 @@ def _parse_column(item: list[Tok], sql: str) -> ColumnDef:
     return col
 
 
-def parse_create_table(sql: str) -> TableDef | None:
-    """Parse CREATE [TEMP] [VIRTUAL] TABLE; None if it is not one or has no column list."""
+def _open_create(sql: str) -> "_P | None":
+    """A parser past ``CREATE``; None when ``sql`` is not a CREATE statement."""
     if not sql:
         return None
     p = _P(tokenize(sql))
-    if not p.accept("CREATE"):
+    return p if p.accept("CREATE") else None
+
+
+def _object_name(p: "_P") -> str | None:
+    """The name after ``TABLE`` or ``INDEX``, past an ``IF NOT EXISTS``."""
+    if p.accept("IF"):
+        p.accept("NOT")
+        p.accept("EXISTS")
+    return _qualified_name(p)
+
+
+def parse_create_table(sql: str) -> TableDef | None:
+    """Parse CREATE [TEMP] [VIRTUAL] TABLE; None if it is not one or has no column list."""
+    p = _open_create(sql)
+    if p is None:
         return None
     p.accept("TEMP", "TEMPORARY")
     virtual = p.accept("VIRTUAL")
     if not p.accept("TABLE"):
         return None
-    if p.accept("IF"):
-        p.accept("NOT")
-        p.accept("EXISTS")
-    name = _qualified_name(p)
+    name = _object_name(p)
     if name is None:
         return None
     td = TableDef(name)
@@ -434,28 +445,12 @@ def parse_create_table(sql: str) -> TableDef | None:
         return td
     if p.peek() is None or p.peek().text != "(":
         return None
-    items = _split_top(p.skip_parens())
-    for item in items:
+    for item in _split_top(p.skip_parens()):
         head = item[0]
         if head.kind == _ID and head.value in _TABLE_CONSTRAINT:
-            sub = _P(item)
-            if sub.accept("CONSTRAINT"):
-                sub.next()
-            kind = sub.next()
-            if kind is None:
-                continue
-            if kind.kw("PRIMARY", "UNIQUE"):
-                sub.accept("KEY")
-                if sub.peek() is not None and sub.peek().text == "(":
-                    cols = _index_columns(sub.skip_parens())
-                    if cols:
-                        td.unique_sets.append(cols)
-                        if kind.kw("PRIMARY"):
-                            td.primary_key = cols
-                if kind.kw("PRIMARY") and sub.accept("AUTOINCREMENT"):
-                    td.autoincrement = True
-            continue
-        td.columns.append(_parse_column(item, sql))
+            _table_constraint(td, _P(item))
+        else:
+            td.columns.append(_parse_column(item, sql))
     while p.peek() is not None:
         tok = p.next()
         if tok.kw("WITHOUT"):
@@ -463,6 +458,31 @@ def parse_create_table(sql: str) -> TableDef | None:
                 td.without_rowid = True
         elif tok.kw("STRICT"):
             td.strict = True
+    _keys_from_columns(td)
+    return td if td.columns else None
+
+
+def _table_constraint(td: TableDef, sub: "_P") -> None:
+    """A table constraint: PRIMARY KEY and UNIQUE column sets are kept, the rest skipped."""
+    if sub.accept("CONSTRAINT"):
+        sub.next()
+    kind = sub.next()
+    if kind is None or not kind.kw("PRIMARY", "UNIQUE"):
+        return
+    sub.accept("KEY")
+    if sub.peek() is not None and sub.peek().text == "(":
+        cols = _index_columns(sub.skip_parens())
+        if cols:
+            td.unique_sets.append(cols)
+            if kind.kw("PRIMARY"):
+                td.primary_key = cols
+    if kind.kw("PRIMARY") and sub.accept("AUTOINCREMENT"):
+        td.autoincrement = True
+
+
+def _keys_from_columns(td: TableDef) -> None:
+    """Column-level PRIMARY KEY, UNIQUE and AUTOINCREMENT, and the rowid alias (an INTEGER
+    PRIMARY KEY that is not DESC, in a rowid table)."""
     for c in td.columns:
         if c.primary_key and not td.primary_key:
             td.primary_key = [c.name]
@@ -478,22 +498,16 @@ def parse_create_table(sql: str) -> TableDef | None:
                 if c.decl_type.upper() == "INTEGER" and not (c.primary_key and c.pk_desc):
                     td.rowid_alias = i
                 break
-    return td if td.columns else None
 
 
 def parse_create_index(sql: str) -> IndexDef | None:
-    if not sql:
-        return None
-    p = _P(tokenize(sql))
-    if not p.accept("CREATE"):
+    p = _open_create(sql)
+    if p is None:
         return None
     unique = p.accept("UNIQUE")
     if not p.accept("INDEX"):
         return None
-    if p.accept("IF"):
-        p.accept("NOT")
-        p.accept("EXISTS")
-    name = _qualified_name(p)
+    name = _object_name(p)
     if not p.accept("ON"):
         return None
     table = _name_tok(p.next())

@@ -169,7 +169,7 @@ def _map_file(path: str):
             return f.read()
 
 
-def _scan(path: str, data, decode_pages: bool):
+def _scan(path: str, data):
     size = len(data)
     s = WalSummary(path=str(path), size=size)
     offsets: dict[int, int] = {}
@@ -261,7 +261,7 @@ def wal_summary(path, db_path=None) -> WalSummary:
     """
     data = _map_file(os.fspath(path))
     try:
-        s, offsets = _scan(os.fspath(path), data, False)
+        s, offsets = _scan(os.fspath(path), data)
         if db_path is not None and offsets:
             _compare_with_db(s, offsets, data, os.fspath(db_path))
         return s
@@ -273,7 +273,7 @@ def wal_summary(path, db_path=None) -> WalSummary:
 def read_wal(path, db_path=None) -> WalIndex:
     """Index a WAL file: the newest committed image of each page."""
     data = _map_file(os.fspath(path))
-    s, offsets = _scan(os.fspath(path), data, True)
+    s, offsets = _scan(os.fspath(path), data)
     if db_path is not None and offsets:
         _compare_with_db(s, offsets, data, os.fspath(db_path))
     return WalIndex(os.fspath(path), s, offsets, data)

@@ -184,8 +184,6 @@ def _offline_sql(bf: _board.BoardFile, revision: str | None) -> str:
     return buf.getvalue()
 
 
-# One piece: the read-only look, in the order the refusals are promised (stamp, shape, names);
-# the writing phase is write.apply.
 def upgrade(
     path: str | os.PathLike,
     *,
@@ -206,6 +204,8 @@ def upgrade(
 
     Every refusal before the first revision commits leaves the folder as it was (no backup, no
     sidecar); a failure after says which revisions were committed, read back from the file.
+    The read-only look comes first, in the order the refusals are promised (stamp, shape, names);
+    the writing phase is :func:`.write.apply`.
     """
     started = time.perf_counter()
     shown = str(path)
@@ -214,18 +214,9 @@ def upgrade(
     except MissingBoard:
         if not create:
             raise
-        _create(Path(path), busy_timeout)
-        return UpgradeResult(shown, "created", None, None, HEAD, [HEAD], [], None,
-                             time.perf_counter() - started)
+        return _created(Path(path), None, busy_timeout, shown, started)
     writing = not (dry_run or sql)
-    try:
-        revision, current = _read_stamp(bf, busy_timeout, shown) if bf.size else (None, False)
-    except _board.HotJournal:
-        if not writing:
-            raise
-        preflight(bf, shown, backup)
-        roll_back_hot_journal(bf, busy_timeout, shown)
-        revision, current = _read_stamp(bf, busy_timeout, shown)
+    revision, current = _stamp(bf, busy_timeout, shown, writing, backup)
     if current:
         return UpgradeResult(shown, "current", None, HEAD, HEAD, seconds=time.perf_counter() - started)
     _check_known(revision, shown)
@@ -233,20 +224,12 @@ def upgrade(
         preflight(bf, shown, backup)
     # --dry-run/--check predict: they run the same quick_check, so a board upgrade would refuse is refused
     check = QuickCheck(bf, busy_timeout, trace) if not sql and bf.size else None
-    fp = snap = None
-    objects: list = []
-    try:
-        revision, fp, snap, objects = _inspect(bf, busy_timeout, shown) if bf.size else (None, None, None, [])
-    finally:
-        if check is not None and (fp is None or not fp.is_kanban):
-            check.wait()
+    revision, fp, snap, objects = _look(bf, check, busy_timeout, shown)
     if fp is None or fp.shape == "empty":
         if not create:
             raise NotABoard("an empty database with no tables, not a board yet",
                             "pass --create to initialise it as a new board at head", path=shown)
-        _create(bf.path, busy_timeout)
-        return UpgradeResult(shown, "created", "empty", None, HEAD, [HEAD], [], None,
-                             time.perf_counter() - started)
+        return _created(bf.path, "empty", busy_timeout, shown, started)
     if not fp.is_kanban:
         raise NotABoard(f"not a kanban board ({'; '.join(fp.evidence)})",
                         "check the path: kanban-migrate only changes Hermes kanban boards", path=shown)
@@ -258,6 +241,53 @@ def upgrade(
             check.wait()  # no quick_check left running behind a refusal
         raise
     missing = missing_at(snap, revision) if revision is not None else []
+    result = _pending(bf, shown, fp, revision, missing, sql)
+    if writing:
+        apply(bf, result, check, missing=missing, backup=backup, busy_timeout=busy_timeout, trace=trace,
+              on_revision=on_revision)
+    elif check is not None:
+        check.result()
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _created(path: Path, shape: str | None, busy_timeout: float, shown: str, started: float) -> UpgradeResult:
+    _create(path, busy_timeout)
+    return UpgradeResult(shown, "created", shape, None, HEAD, [HEAD], [], None, time.perf_counter() - started)
+
+
+def _stamp(bf: _board.BoardFile, busy_timeout: float, shown: str, writing: bool,
+           backup: bool) -> tuple[str | None, bool]:
+    """The stamp (see :func:`_read_stamp`); a hot journal is rolled back first when writing."""
+    if not bf.size:
+        return None, False
+    try:
+        return _read_stamp(bf, busy_timeout, shown)
+    except _board.HotJournal:
+        if not writing:
+            raise
+        preflight(bf, shown, backup)
+        roll_back_hot_journal(bf, busy_timeout, shown)
+        return _read_stamp(bf, busy_timeout, shown)
+
+
+def _look(bf: _board.BoardFile, check, busy_timeout: float, shown: str):
+    """:func:`_inspect` while the quick_check runs beside it; the check is waited for when the
+    file turns out not to be a board (nothing will be upgraded)."""
+    fp = None
+    try:
+        looked = _inspect(bf, busy_timeout, shown) if bf.size else (None, None, None, [])
+        fp = looked[1]
+        return looked
+    finally:
+        if check is not None and (fp is None or not fp.is_kanban):
+            check.wait()
+
+
+def _pending(bf: _board.BoardFile, shown: str, fp, revision: str | None, missing: list[str],
+             sql: bool) -> UpgradeResult:
+    """The result before anything is written: the revisions pending (all of them when the stamp is
+    not borne out by the schema), and the SQL they would run when asked for."""
     pending = list(REVISIONS) if missing else pending_after(revision)
     result = UpgradeResult(shown, "pending", str(fp), revision, revision, [], pending,
                            evidence=list(fp.evidence), code=int(ExitCode.PENDING))
@@ -265,14 +295,6 @@ def upgrade(
         result.note = mismatch_note(revision, missing)
     if sql:
         result.sql = _offline_sql(bf, None if missing else revision)
-    if dry_run or sql:
-        if check is not None:
-            check.result()
-        result.seconds = time.perf_counter() - started
-        return result
-    apply(bf, result, check, missing=missing, backup=backup, busy_timeout=busy_timeout, trace=trace,
-          on_revision=on_revision)
-    result.seconds = time.perf_counter() - started
     return result
 
 
@@ -294,23 +316,11 @@ def upgrade_many(paths: list[str], *, jobs: int | None = None, on_done=None, **k
     """Upgrade several boards, in parallel processes when ``jobs`` > 1; one board's failure never
     stops the others. Results come back in the order of ``paths``; ``on_done(result)`` is called
     as each board finishes (progress)."""
-    jobs = jobs or os.cpu_count() or 1
-    results: list[UpgradeResult | None] = [None] * len(paths)
-    if jobs <= 1 or len(paths) <= 1:
-        for i, p in enumerate(paths):
-            results[i] = _one(p, kw)
-            if on_done:
-                on_done(results[i])
-        return results  # type: ignore[return-value]
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from functools import partial
 
-    with ProcessPoolExecutor(max_workers=min(jobs, len(paths))) as pool:
-        futures = {pool.submit(_one, p, kw): i for i, p in enumerate(paths)}
-        for fut in as_completed(futures):
-            results[futures[fut]] = fut.result()
-            if on_done:
-                on_done(results[futures[fut]])
-    return results  # type: ignore[return-value]
+    from ..parallel import each
+
+    return each(partial(_one, kw=kw), paths, jobs=jobs, on_done=on_done)
 
 
 def upgrade_all(home: str | os.PathLike | None = None, *, jobs: int | None = None,

@@ -193,7 +193,7 @@ def migrate(bf: _board.BoardFile, busy_timeout: float, applied: list[str], shown
     from sqlalchemy.exc import DBAPIError
 
     from .chain import make_config, make_engine
-    from .ops import UpgradeRefused
+    from .rebuild import UpgradeRefused
 
     def on_apply(ctx, step, heads, run_args):
         got = [r[0] for r in ctx.connection.exec_driver_sql("SELECT version_num FROM alembic_version")]

@@ -7,7 +7,8 @@
 Five checks, each finding naming its check: ``file`` (header, size, WAL, backups, journal mode),
 ``integrity`` (``PRAGMA integrity_check``, or ``quick_check`` with ``quick=True``, and
 ``foreign_key_check``), ``schema`` (the board against head, semantically), ``revision``
-(``alembic_version``) and ``data`` (the kanban invariants, SQL aggregates: see :mod:`.data`).
+(``alembic_version``) and ``data`` (the kanban invariants of spec section 3: what is checked is
+:mod:`.invariants`, how it runs :mod:`.scan` and :mod:`.work`).
 
 The default is thorough, as the application's own first-open guard: ``integrity_check`` (which
 finds index-only damage) and every data check. ``quick=True`` is for very large boards and cron:
@@ -22,21 +23,20 @@ finding of damage. Only a path that does not exist raises
 
 Two connections work at once (SQLite releases the GIL while a query runs). A thread starts the
 integrity PRAGMA first, on its own connection; meanwhile the main thread checks the header,
-fingerprints the board and compares it with head (the import of SQLAlchemy that needs), then
+fingerprints the board and compares it with head (:mod:`kanban_migrate.headfacts`), then
 takes data jobs; the integrity thread takes them too once its PRAGMA is done
-(:class:`.data.Work` decides which job goes where). On more than two cores, more threads join.
+(:class:`.work.Work` decides which job goes where). On more than two cores, more threads join.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
-import threading
 
 from ..board import DEFAULT_BUSY_TIMEOUT
-from ..errors import ExitCode, MissingBoard
+from ..errors import ExitCode, KanbanMigrateError, MissingBoard
 from . import access, checks
-from .model import CHECKS, SEVERITIES, Finding, NotChecked, VerifyReport
+from .model import CHECKS, HINT_BUG, SEVERITIES, Finding, NotChecked, VerifyReport
 
 __all__ = ["verify", "verify_many", "VerifyReport", "Finding", "NotChecked", "SEVERITIES", "CHECKS"]
 
@@ -104,7 +104,7 @@ def _attempt_once(path, report: VerifyReport, *, quick: bool, data: bool, busy_t
                     return False
                 raise access.cannot_run(exc) or NotChecked(
                     ExitCode.INTERNAL, f"verify stopped: {type(exc).__name__}: {exc}",
-                    "report this as a bug of kanban-migrate, with the board if possible") from None
+                    HINT_BUG) from None
             if not view.unchanged():
                 return False
         blocked = next((f.cause for f in report.findings if f.cause is not None), None)
@@ -118,134 +118,127 @@ def _attempt_once(path, report: VerifyReport, *, quick: bool, data: bool, busy_t
     return True
 
 
-def verify_many(paths, **kw) -> list[VerifyReport]:
-    return [verify(p, **kw) for p in paths]
+def verify_many(paths, *, jobs: int | None = None, on_done=None, **kw) -> list[VerifyReport]:
+    """A report per path, in order; in parallel processes when ``jobs`` > 1 (default: the core
+    count). Every board is tried: one that cannot be checked (a missing path included) is a report
+    whose ``not_checked`` says why. ``on_done(report)`` is called as each board finishes."""
+    from functools import partial
+
+    from ..parallel import each
+
+    return each(partial(_verify_one, kw=kw), [str(p) for p in paths], jobs=jobs, on_done=on_done)
 
 
-def data_threads() -> int:
-    """Threads that take data jobs besides the integrity thread (which takes them once its PRAGMA
-    is done) and the main thread (once the schema is checked): one per core beyond two. On two
-    cores more threads only share the same CPU time (measured: no faster, more CPU time)."""
-    return max(0, (os.cpu_count() or 2) - 2)
+def _verify_one(path: str, kw: dict) -> VerifyReport:
+    """:func:`verify`, with a refusal (a missing path) or a bug turned into a report that says why
+    the board was not checked: one board never stops the others."""
+    try:
+        return verify(path, **kw)
+    except KanbanMigrateError as exc:
+        return VerifyReport(path, not_checked=NotChecked(exc.code, exc.message, exc.hint))
+    except Exception as exc:  # noqa: BLE001 - a bug, reported for this board only
+        if os.environ.get("KANBAN_MIGRATE_DEBUG"):
+            raise
+        return VerifyReport(path, not_checked=NotChecked(ExitCode.INTERNAL, f"verify stopped: {exc!r}", HINT_BUG))
 
 
 def _run(facts: checks.FileFacts, report: VerifyReport, watcher: access.Watcher, *, quick: bool,
          data: bool) -> None:
-    """The checks, on connections from ``watcher.connect()``."""
-    connect = watcher.connect
+    """The checks, on connections from ``watcher.connect()``: the integrity PRAGMA, the longest
+    single task, on a thread of its own from the start; meanwhile, on this thread, the header,
+    the fingerprint, the stamp and the plan of the jobs; then the schema and revision checks while
+    the jobs run, and this thread takes jobs too (module docstring)."""
     from ..schema import snapshot
-    from . import data as data_checks
+    from .work import Crew, Work
 
     try:
-        conn = connect()
+        conn = watcher.connect()
     except sqlite3.Error as exc:
         report.findings.append(checks.sqlite_error("integrity", exc, "cannot open the board"))
         return
-    threads: list[threading.Thread] = []
-    work = watcher.work = data_checks.Work()
+    crew = Crew(watcher.connect, Work(), _prepare)
+    watcher.work = crew.work
     integrity: list[Finding] = []
-    units: list = []
-    fk_units: list = []
     try:
         try:
             board = snapshot(conn)
         except sqlite3.Error as exc:
             report.findings.append(checks.sqlite_error("integrity", exc, "cannot read the schema"))
             return
-
-        # The integrity PRAGMA is the longest single task: it starts first, on its own connection.
-        helper = threading.Thread(target=_integrity_worker,
-                                  args=(connect, quick, integrity, work),
-                                  name="verify-integrity", daemon=True)
-        helper.start()
-        threads.append(helper)
+        crew.start("verify-integrity", _integrity(watcher.connect, quick, integrity))
         report.findings.extend(checks.header_problems(facts))  # imports the salvage reader meanwhile
+        fp, has_table, stamp = _identify(conn, board, report)
+        plan, fk_units = _queue(crew, conn, board, quick=quick, data=data and fp.is_kanban, stamped=stamp is not None)
+        schema = checks.check_schema(board, fp)
+        at_head = not any(f.severity == "error" for f in schema)
+        revision = checks.check_revision(has_table, stamp, fp, schema_at_head=at_head)
+        crew.drain(conn)
+        crew.join()
+        if plan is not None:
+            from .scan import finish
 
-        from ..fingerprint import fingerprint
-
-        fp = fingerprint(board)  # imports head (SQLAlchemy) while the PRAGMA runs
-        report.shape = str(fp) if fp.is_kanban else fp.shape
-        try:
-            has_table, stamp = checks.read_stamp(conn, board)
-        except sqlite3.Error as exc:
-            has_table, stamp = True, None
-            report.findings.append(checks.sqlite_error("revision", exc, "cannot read alembic_version"))
-        report.revision = stamp
-        jobs: list[data_checks.Job] = []
-        p = None
-        if fp.is_kanban and data:
-            p = data_checks.plan(board, conn, quick=quick, stamped=stamp is not None)
-            jobs, units = list(p.jobs), p.units
-        for table, t in board.tables.items():
-            if t.foreign_keys:
-                unit = data_checks.Call(f"foreign keys {table}", lambda c, tb=table: checks.check_foreign_keys(c, tb),
-                                 check="integrity", table=table)
-                fk_units.append(unit)
-                jobs.append(unit.job(1))
-        work.put(jobs)
-        work.close()
-        for i in range(data_threads() if len(jobs) > 1 else 0):
-            th = threading.Thread(target=_data_worker, args=(connect, work),
-                                  name=f"verify-data-{i}", daemon=True)
-            th.start()
-            threads.append(th)
-
-        schema_findings = checks.check_schema(board, fp)
-        at_head = not any(f.severity == "error" for f in schema_findings)
-        revision_findings = checks.check_revision(has_table, stamp, fp, schema_at_head=at_head)
-        _work(conn, work)
-        for th in threads:
-            th.join()
-        if p is not None:
-            data_checks.finish(p, conn)
+            finish(plan, conn)
     finally:
-        work.close()  # stopped early: let the workers end (they finish the jobs already queued)
-        for th in threads:
-            th.join()
+        crew.join()
         conn.close()
     report.findings.extend(integrity)
-    for unit in fk_units:
-        report.findings.extend(unit.findings)
-    report.findings.extend(schema_findings)
-    report.findings.extend(revision_findings)
-    for unit in units:
-        report.findings.extend(unit.findings)
+    report.findings.extend(f for unit in fk_units for f in unit.findings)
+    report.findings.extend(schema + revision)
+    report.findings.extend(f for unit in (plan.units if plan is not None else ()) for f in unit.findings)
 
 
-def _integrity_worker(connect, quick, out, work) -> None:
-    conn = None
+def _prepare(conn: sqlite3.Connection) -> None:
+    """:func:`.invariants.prepare`, imported once the integrity PRAGMA runs (not before it)."""
+    from .invariants import prepare
+
+    prepare(conn)
+
+
+def _integrity(connect, quick: bool, out: list[Finding]):
+    """The integrity thread's opener (:meth:`.work.Crew.start`): its connection, on which it runs
+    the integrity PRAGMA into ``out`` before it takes data jobs."""
+    def opener() -> sqlite3.Connection | None:
+        conn = None
+        try:
+            conn = connect()
+            out.extend(checks.check_integrity(conn, quick=quick))
+        except sqlite3.Error as exc:
+            out.append(checks.sqlite_error("integrity", exc, "cannot open the board"))
+        except Exception as exc:  # noqa: BLE001 - a report, never a traceback
+            why = f"{type(exc).__name__}: {exc}"
+            out.append(Finding("integrity", "error", f"integrity check stopped: {why}",
+                               cause=access.cannot_run(exc) or NotChecked(
+                                   ExitCode.INTERNAL, f"the integrity check stopped: {why}", HINT_BUG)))
+        return conn
+    return opener
+
+
+def _identify(conn: sqlite3.Connection, board, report: VerifyReport):
+    """``(fingerprint, has alembic_version, stamp)``; the report's shape and revision are set."""
+    from ..fingerprint import fingerprint
+
+    fp = fingerprint(board)
+    report.shape = str(fp) if fp.is_kanban else fp.shape
     try:
-        conn = connect()
-        out.extend(checks.check_integrity(conn, quick=quick))
+        has_table, stamp = checks.read_stamp(conn, board)
     except sqlite3.Error as exc:
-        out.append(checks.sqlite_error("integrity", exc, "cannot open the board"))
-    except Exception as exc:  # noqa: BLE001
-        out.append(Finding("integrity", "error", f"integrity check stopped: {type(exc).__name__}: {exc}",
-                           cause=access.cannot_run(exc) or NotChecked(
-                               ExitCode.INTERNAL, f"the integrity check stopped: {type(exc).__name__}: {exc}",
-                               "report this as a bug of kanban-migrate")))
-    try:
-        if conn is not None:
-            _work(conn, work)
-    finally:
-        if conn is not None:
-            conn.close()
+        has_table, stamp = True, None
+        report.findings.append(checks.sqlite_error("revision", exc, "cannot read alembic_version"))
+    report.revision = stamp
+    return fp, has_table, stamp
 
 
-def _data_worker(connect, work) -> None:
-    try:
-        conn = connect()
-    except sqlite3.Error:
-        return  # the other workers take the jobs
-    try:
-        _work(conn, work)
-    finally:
-        conn.close()
+def _queue(crew, conn: sqlite3.Connection, board, *, quick: bool, data: bool, stamped: bool):
+    """Every job on ``crew.work`` (the data checks when ``data``, the foreign-key checks), and the
+    extra data threads started; ``(data plan or None, foreign-key units)``."""
+    from . import scan
+    from .work import data_threads
 
-
-def _work(conn: sqlite3.Connection, work) -> None:
-    """Take data jobs until there are none; each job keeps its findings in its unit."""
-    from . import data
-
-    data.prepare(conn)
-    work.drain(conn)
+    plan = scan.plan(board, conn, quick=quick, stamped=stamped) if data else None
+    fk_units = scan.foreign_keys(board, checks.check_foreign_keys)
+    jobs = [*(plan.jobs if plan is not None else ()), *(u.job(scan.FOREIGN_KEYS_COST) for u in fk_units)]
+    crew.work.put(jobs)
+    crew.work.close()
+    for i in range(data_threads() if len(jobs) > 1 else 0):
+        crew.start(f"verify-data-{i}")
+    return plan, fk_units

@@ -194,7 +194,7 @@ class Watcher:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.work = None  # the check's job queue (:class:`.data.Work`), abandoned on a change
+        self.work = None  # the check's job queue (:class:`.work.Work`), abandoned on a change
 
     def connect(self) -> sqlite3.Connection:
         from .checks import connect

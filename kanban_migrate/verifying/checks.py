@@ -2,7 +2,7 @@
 
 Each check takes what it inspects (file facts, a read-only connection, a schema snapshot) and
 returns a list of :class:`Finding`; none of them writes anything, and none raises on a damaged
-board: SQLite errors become findings. The ``data`` check lives in :mod:`.data`.
+board: SQLite errors become findings. The ``data`` check is :mod:`.invariants` (what) and :mod:`.scan` (how).
 """
 
 from __future__ import annotations
@@ -407,7 +407,7 @@ _KIND_TEXT = {
 
 def check_schema(board: Schema, fp) -> list[Finding]:
     """The board against head, semantically (see :func:`kanban_migrate.schema.compare`)."""
-    from .. import head
+    from ..headfacts import expected
     from ..schema import compare
 
     if fp.shape == "empty":
@@ -417,7 +417,7 @@ def check_schema(board: Schema, fp) -> list[Finding]:
         return [Finding("schema", "error", "not a kanban board: " + "; ".join(fp.evidence),
                         hint="check the path: this SQLite file belongs to something else")]
     groups: dict[tuple[str, str | None], list[Difference]] = {}
-    for d in compare(board, head.expected()):
+    for d in compare(board, expected()):
         if d.kind == "extra-table" and (d.table or "").startswith("_kanban_migrate"):
             continue
         groups.setdefault((d.kind, d.table), []).append(d)
@@ -447,15 +447,15 @@ def read_stamp(conn: sqlite3.Connection, board: Schema) -> tuple[bool, str | Non
 def check_revision(has_table: bool, stamp: str | None, fp, *, schema_at_head: bool = False) -> list[Finding]:
     """The stamp against head. A board whose schema is at head is healthy whatever its stamp
     says (the application never stamps; ``upgrade`` stamps without changing anything)."""
-    from .. import head
+    from ..revisions import HEAD, REVISIONS
 
     if fp is not None and not fp.is_kanban:
         return []
-    if stamp == head.HEAD:
+    if stamp == HEAD:
         return []
-    if stamp is not None and stamp not in head.REVISIONS:
+    if stamp is not None and stamp not in REVISIONS:
         return [Finding("revision", "error", f"unknown revision {excerpt(stamp)}: newer than this release "
-                                             f"(head {head.HEAD}) or not a revision at all",
+                                             f"(head {HEAD}) or not a revision at all",
                         table=VERSION_TABLE, hint=HINT_NEWER)]
     if schema_at_head:
         what = "not yet stamped" if stamp is None else f"stamped {stamp} though the schema is at head"
@@ -465,7 +465,7 @@ def check_revision(has_table: bool, stamp: str | None, fp, *, schema_at_head: bo
         what = "no alembic_version table" if not has_table else "alembic_version is empty"
         return [Finding("revision", "warning", f"a legacy board, never stamped ({what})", table=VERSION_TABLE,
                         hint=HINT_UPGRADE)]
-    return [Finding("revision", "warning", f"at revision {stamp}, head is {head.HEAD}", table=VERSION_TABLE,
+    return [Finding("revision", "warning", f"at revision {stamp}, head is {HEAD}", table=VERSION_TABLE,
                     hint=HINT_UPGRADE)]
 
 

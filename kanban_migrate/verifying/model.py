@@ -8,7 +8,11 @@ from typing import Any
 SEVERITIES = ("error", "warning", "info")
 CHECKS = ("file", "integrity", "schema", "revision", "data")
 MAX_EXAMPLES = 5
+#: The keys of a finding and of a report in JSON, in the order they are printed (README, "verify").
+FINDING_KEYS = ("check", "severity", "table", "message", "hint", "count", "examples")
+REPORT_KEYS = ("path", "ok", "shape", "revision", "findings", "not_checked")
 HINT_UPGRADE = "run 'kanban-migrate upgrade' on it"
+HINT_BUG = "report this as a bug of kanban-migrate, with the board if possible"
 
 
 @dataclass
@@ -33,15 +37,7 @@ class Finding:
             raise ValueError(f"check must be one of {CHECKS}, not {self.check!r}")
 
     def to_dict(self) -> dict:
-        return {
-            "check": self.check,
-            "severity": self.severity,
-            "table": self.table,
-            "message": self.message,
-            "hint": self.hint,
-            "count": self.count,
-            "examples": [_jsonable(e) for e in self.examples],
-        }
+        return as_dict(self, FINDING_KEYS)
 
 
 def excerpt(value: Any, limit: int = 40) -> str:
@@ -51,11 +47,21 @@ def excerpt(value: Any, limit: int = 40) -> str:
     return repr(value)
 
 
+def as_dict(obj, keys: tuple[str, ...]) -> dict:
+    """``{key: obj.key}`` in JSON's types: what ``to_dict`` returns for a finding and a report."""
+    return {k: _jsonable(getattr(obj, k)) for k in keys}
+
+
 def _jsonable(value: Any) -> Any:
+    """JSON's types for a value a board supplied (bytes as hex) or a nested result (its ``to_dict``)."""
     if value is None or isinstance(value, (int, float, str, bool)):
         return value
     if isinstance(value, bytes):
         return value.hex()
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
     return str(value)
 
 
@@ -122,14 +128,7 @@ class VerifyReport:
         self.findings.sort(key=lambda f: (SEVERITIES.index(f.severity), CHECKS.index(f.check)))
 
     def to_dict(self) -> dict:
-        return {
-            "path": self.path,
-            "ok": self.ok,
-            "shape": self.shape,
-            "revision": self.revision,
-            "findings": [f.to_dict() for f in self.findings],
-            "not_checked": self.not_checked.to_dict() if self.not_checked else None,
-        }
+        return as_dict(self, REPORT_KEYS)
 
 
 class Examples:
