@@ -52,14 +52,46 @@ def cache_path() -> Path:
 def _derive() -> dict:
     from . import head
 
-    return {"ddl": tuple(head.head_ddl()), **{name: getattr(head, name) for name in VALUES}}
+    return {"ddl": tuple(head.head_ddl()), "at": _layouts(head),
+            **{name: getattr(head, name) for name in VALUES}}
+
+
+def _layouts(head) -> dict:
+    """Per revision, what head has at it (``head.at``): ``{"tables": ((table, (column, ...)), ...),
+    "indexes": (name, ...)}``, tables in ``metadata.sorted_tables`` order, indexes by table then name."""
+    from .revisions import REVISIONS
+
+    tables = head.metadata.sorted_tables
+    # str(): SQLAlchemy's names are a str subclass, which marshal does not keep
+    return {rev: {"tables": tuple((str(t.name), tuple(str(c.name) for c in t.columns if head.at(rev, c)))
+                                  for t in tables if head.at(rev, t)),
+                  "indexes": tuple(str(ix.name) for t in tables for ix in sorted(t.indexes, key=lambda i: i.name)
+                                   if head.at(rev, ix))}
+            for rev in REVISIONS}
+
+
+def layout_at(revision: str) -> dict:
+    """What head has at ``revision`` (see :func:`_layouts`), without importing SQLAlchemy."""
+    return facts()["at"][revision]
+
+
+def keep() -> Path:
+    """Derive the facts and keep them now, whatever ``sys.dont_write_bytecode`` says, as
+    ``compileall`` writes compiled modules: for an install step, or a test session whose machine
+    sets ``PYTHONDONTWRITEBYTECODE``. Returns where they are (or would have been) kept."""
+    path = cache_path()
+    _write(path, _derive())
+    return path
 
 
 def _keep(path: Path, facts: dict) -> None:
+    if not sys.dont_write_bytecode:
+        _write(path, facts)
+
+
+def _write(path: Path, facts: dict) -> None:
     """Write ``facts`` to ``path`` atomically and drop the copies of earlier sources. A folder
     that cannot be written is not an error: the facts are derived again next time."""
-    if sys.dont_write_bytecode:
-        return
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -77,12 +109,12 @@ def _keep(path: Path, facts: dict) -> None:
 
 @lru_cache(maxsize=None)
 def facts() -> dict:
-    """``{"ddl": head.head_ddl(), name: head.<name> for name in VALUES}``: the kept copy when it
-    matches the sources, else derived from ``head`` (and kept)."""
+    """``{"ddl": head.head_ddl(), "at": _layouts(head), name: head.<name> for name in VALUES}``:
+    the kept copy when it matches the sources, else derived from ``head`` (and kept)."""
     path = cache_path()
     try:
         kept = marshal.loads(path.read_bytes())
-        if isinstance(kept, dict) and set(kept) == {"ddl", *VALUES}:
+        if isinstance(kept, dict) and set(kept) == {"ddl", "at", *VALUES}:
             return kept
     except (OSError, ValueError, EOFError, TypeError):
         pass

@@ -1,5 +1,5 @@
-"""Fixtures only: the engine pytest-alembic's built-in tests run against. Boards come from the
-project's own pytest plugin (``kanban_board``, ``kanban_board_template``: kanban_migrate/pytest_plugin.py);
+"""Fixtures, and the session's one setup step: the engine pytest-alembic's built-in tests run
+against. Boards come from the project's own pytest plugin (``kanban_board``, ``kanban_board_template``: kanban_migrate/pytest_plugin.py);
 helpers are in ``support.py``, damage recipes in ``corruption.py``."""
 
 from __future__ import annotations
@@ -12,6 +12,25 @@ from pathlib import Path
 import pytest
 
 from kanban_migrate.upgrading.chain import make_config, make_engine
+
+
+def pytest_configure(config):
+    """The suite runs the command line in hundreds of child processes. An installed package has
+    its modules compiled (and head's facts kept, :mod:`kanban_migrate.headfacts`); a source tree
+    on a machine that sets ``PYTHONDONTWRITEBYTECODE`` (this workplace does) has neither, and each
+    child would compile the package again (a fifth of the suite's CPU). So the session compiles
+    them once, first, as an install does. Children then have nothing to write: a test that kills at
+    the N-th rename must count only the command's own renames, never a compiled module saved."""
+    if hasattr(config, "workerinput"):  # xdist workers: the controlling process did it
+        return
+    import compileall
+
+    from kanban_migrate import headfacts
+    from support import ROOT
+
+    for folder in ("kanban_migrate", "alembic"):
+        compileall.compile_dir(ROOT / folder, quiet=1)
+    headfacts.keep()
 
 
 @pytest.fixture
@@ -48,3 +67,4 @@ def tmpfs(tmp_path):
     yield mount
     for where in reversed(mounted):
         subprocess.run(["umount", "-l", str(where)], capture_output=True)
+

@@ -5,6 +5,7 @@ pytest plugin: ``kanban_board``, ``kanban_board_template``); damage recipes in `
 from __future__ import annotations
 
 import hashlib
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -74,3 +75,14 @@ def stamps(path: Path) -> list[str]:
     if "alembic_version" not in tables(path):
         return []
     return [r["version_num"] for r in rows(path, "alembic_version")]
+
+
+STRACE = shutil.which("strace")
+
+
+def kill_at(call: str, n: int) -> list[str]:
+    """The command prefix that runs a command under strace and SIGKILLs it at the ``n``-th call of
+    syscall ``call`` (counted from the start of the run). Not ``--seccomp-bpf``, though it would
+    make the run about four times faster: strace 6.1 never injects with it."""
+    return [STRACE, "-f", "-qq", "-o", "/dev/null", "-e", f"trace={call}",
+            "-e", f"inject={call}:signal=KILL:when={n}"]

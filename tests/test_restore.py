@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import corruption as C
-from support import dir_state, rows, sha256
+from support import STRACE, dir_state, kill_at, rows, sha256
 from kanban_migrate.restore import state_digest
 
 TASKS = 40
@@ -138,7 +138,7 @@ def test_restore_on_a_full_disk_changes_nothing(recovered):
     assert dir_state(board.parent) == before
 
 
-@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace to kill at a chosen rename")
+@pytest.mark.skipif(not STRACE, reason="needs strace to kill at a chosen rename")
 @pytest.mark.parametrize("when", [1, 2, 3])  # the board, its -wal, its -shm
 def test_a_kill_during_restore_loses_no_state(recovered, when):
     """SIGKILL at the N-th rename: both states, the board's and the copy's, are still on disk whole
@@ -146,8 +146,7 @@ def test_a_kill_during_restore_loses_no_state(recovered, when):
     board, aside = recovered
     current = state_digest(board)
     wanted = sha256(aside)
-    proc = cli("restore", board, aside, prefix=("strace", "-f", "-qq", "-o", "/dev/null",
-                                                "-e", f"inject=rename:signal=KILL:when={when}"))
+    proc = cli("restore", board, aside, prefix=tuple(kill_at("rename", when)))
     assert proc.returncode != 0 or sha256(board) == wanted
     on_disk = {state_digest(p) for p in board.parent.iterdir()
                if p.is_file() and not p.name.endswith(("-wal", "-shm", ".tmp"))}

@@ -24,13 +24,12 @@ from urllib.parse import quote
 import pytest
 
 import corruption as C
-from support import dir_state, sha256
+from support import STRACE, dir_state, kill_at, sha256
 from kanban_migrate.errors import BoardBusy, ExitCode, UsageError
 from kanban_migrate.recovering import recover
 
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="needs root (tmpfs mounts, chown, setpriv)")
-STRACE = shutil.which("strace")
 
 
 # ---- helpers --------------------------------------------------------------------------------------
@@ -564,9 +563,7 @@ def test_a_kill_anywhere_in_the_swap_loses_nothing(tmp_path, kanban_board_templa
         folder = tmp_path / f"k{k}"
         board = _victim(folder, src)
         original = {p.name: sha256(p) for p in folder.iterdir()}
-        killed = subprocess.run([STRACE, "-f", "-qq", "-o", "/dev/null", "-e", f"trace={call}",
-                                 "-e", f"inject={call}:signal=KILL:when={n}",
-                                 sys.executable, "-m", "kanban_migrate", "recover", str(board)],
+        killed = subprocess.run([*kill_at(call, n), sys.executable, "-m", "kanban_migrate", "recover", str(board)],
                                 capture_output=True, timeout=300)
         assert killed.returncode != 0, (call, n)
         untouched = all((folder / p).exists() and sha256(folder / p) == h for p, h in original.items())

@@ -28,7 +28,7 @@ from typing import Callable
 import pytest
 
 import corruption as C
-from support import dir_state, execute
+from support import STRACE, dir_state, execute, kill_at
 from kanban_migrate import head, schema
 from kanban_migrate.schema import HEAD_INDEXES, HEAD_NAMES, KANBAN_TABLES
 from kanban_migrate.upgrading import upgrade
@@ -519,13 +519,12 @@ def test_backup_gets_the_boards_mode_and_owner(make, tmp_path):
         assert (st.st_uid, st.st_gid) == owner
 
 
-@pytest.mark.skipif(not ROOT or shutil.which("strace") is None, reason="needs root and strace")
+@pytest.mark.skipif(not ROOT or not STRACE, reason="needs root and strace")
 def test_backup_killed_half_way_leaves_nothing_forever(make, tmp_path):
     """SIGKILL at the rename that publishes the backup: the half-made copy is left; the next run
     removes it (its process is gone) and finishes."""
     p = make("v1", 60, tmp_path / "kanban.db")
-    proc = subprocess.run(["strace", "-f", "-o", "/dev/null", "-e", "inject=rename:signal=KILL:when=1",
-                           sys.executable, "-m", "kanban_migrate", "upgrade", str(p)],
+    proc = subprocess.run([*kill_at("rename", 1), sys.executable, "-m", "kanban_migrate", "upgrade", str(p)],
                           capture_output=True, text=True, env=ENV, timeout=120)
     assert proc.returncode != 0
     left = [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]

@@ -47,23 +47,19 @@ def missing_at_head(conn: sqlite3.Connection) -> list[str]:
 
 def missing_at(snap, revision: str) -> list[str]:
     """What the schema ``snap`` lacks of the tables, columns and indexes head has at ``revision``:
-    a stamp is trusted only when the schema bears it out."""
-    from .. import head
+    a stamp is trusted only when the schema bears it out. Read from :mod:`..headfacts`, so
+    ``status`` and ``boards`` need no SQLAlchemy."""
+    from ..headfacts import layout_at
 
+    want = layout_at(revision)
     missing = []
-    for table in head.metadata.sorted_tables:
-        if not head.at(revision, table):
+    for table, columns in want["tables"]:
+        if not snap.has_table(table):
+            missing.append(f"table {table}")
             continue
-        if not snap.has_table(table.name):
-            missing.append(f"table {table.name}")
-            continue
-        missing += [f"{table.name}.{c.name}" for c in table.columns
-                    if head.at(revision, c) and not snap.has_column(table.name, c.name)]
+        missing += [f"{table}.{c}" for c in columns if not snap.has_column(table, c)]
     have_indexes = {name.lower() for name in snap.indexes}
-    for table in head.metadata.sorted_tables:
-        missing += [f"index {ix.name}" for ix in sorted(table.indexes, key=lambda i: i.name)
-                    if head.at(revision, ix) and ix.name.lower() not in have_indexes]
-    return missing
+    return missing + [f"index {ix}" for ix in want["indexes"] if ix.lower() not in have_indexes]
 
 
 def mismatch_note(revision: str, missing: list[str]) -> str:
