@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import sqlite3
 import struct
 from pathlib import Path
@@ -348,3 +349,21 @@ def mismatch_index(path: Path, index: str, table: str, column: str) -> None:
     """Index-only damage: ``index``'s stored definition rewritten to another column, so its
     entries no longer match its table (``REINDEX`` repairs it; no row is touched)."""
     set_schema_sql(path, index, f"CREATE INDEX {index} ON {table}({column})")
+
+
+def commit_only_in_wal(board: Path, dest: Path, sql: str) -> None:
+    """Make ``dest`` a WAL-mode copy of ``board`` whose ``-wal`` holds one commit (``sql``) not yet
+    checkpointed, with no ``-shm``: what an application killed before its checkpoint leaves.
+    ``dest`` may be ``board`` itself."""
+    work = dest.with_name(dest.name + ".making")
+    shutil.copyfile(board, work)
+    conn = sqlite3.connect(work)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+    conn.execute(sql)
+    conn.commit()
+    shutil.copyfile(work, dest)
+    shutil.copyfile(f"{work}-wal", f"{dest}-wal")
+    conn.close()
+    for p in work.parent.glob(work.name + "*"):
+        p.unlink()

@@ -13,7 +13,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -167,17 +166,8 @@ def test_a_wal_backup_is_read_through_a_private_copy(lost):
     written beside the copy."""
     board, report, _ = lost
     copy = board.with_name("kanban.db.pre-restore.00000000000a11ce.bak")
-    src = board.with_name("src.db")
-    shutil.copyfile(board, src)
-    conn = sqlite3.connect(src)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA wal_autocheckpoint=0")
-    conn.execute("INSERT INTO tasks (id, title, status, created_at) VALUES ('t_wa1', 'in the wal', 'todo', 1)")
-    conn.commit()
-    shutil.copyfile(src, copy)
-    shutil.copyfile(f"{src}-wal", f"{copy}-wal")
-    conn.close()
-    src.unlink()
+    corruption.commit_only_in_wal(board, copy, "INSERT INTO tasks (id, title, status, created_at) "
+                                             "VALUES ('t_wa1', 'in the wal', 'todo', 1)")
     state = {p.name: sha256(p) for p in board.parent.iterdir() if p.name.startswith(copy.name)}
     found = {h.name: h for h in holdings(board)}[copy.name]
     assert found.rows == {"tasks": 1} and found.samples["tasks"] == ["t_wa1"]
@@ -241,18 +231,7 @@ def test_a_board_with_a_pending_wal_is_unchanged_until_rows_come_back(lost, kanb
     nothing to bring back leave its files as they were (no checkpoint); bringing rows back keeps
     the commit that was only in the WAL."""
     board, report, backup = lost
-    src = board.with_name("live.db")
-    shutil.copyfile(board, src)
-    conn = sqlite3.connect(src)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA wal_autocheckpoint=0")
-    conn.execute("UPDATE tasks SET title = 'only in the wal' WHERE rowid = 1")
-    conn.commit()
-    shutil.copyfile(src, board)
-    shutil.copyfile(f"{src}-wal", f"{board}-wal")
-    conn.close()
-    for p in board.parent.glob("live.db*"):
-        p.unlink()
+    corruption.commit_only_in_wal(board, board, "UPDATE tasks SET title = 'only in the wal' WHERE rowid = 1")
     other = kanban_board(shape="v0", tasks=TASKS, seed=99, name="other.db")
     disguised = board.with_name("kanban.db.pre-upgrade.0123456789abcdef.bak")
     shutil.copyfile(Path(upgrade(other).backup), disguised)
