@@ -168,8 +168,8 @@ WRITER = r"""
 import json, os, sqlite3, sys, time
 path, out, stop = sys.argv[1], sys.argv[2], sys.argv[3]
 conn = sqlite3.connect(path, timeout=120, isolation_level=None)
-for p in ("busy_timeout=120000", "synchronous=FULL", "wal_autocheckpoint=100", "journal_size_limit=8388608",
-          "foreign_keys=ON", "secure_delete=ON", "cell_size_check=ON"):
+from kanban_migrate.board import APP_PRAGMAS  # the application's settings
+for p in ("busy_timeout=120000", "foreign_keys=ON", *APP_PRAGMAS):
     conn.execute("PRAGMA " + p)
 marks, n = [], 0
 while not os.path.exists(stop):
@@ -224,7 +224,6 @@ def one_writer_run(board: Path, cmd: list[str] | None, env: dict | None = None) 
     """(longest commit wait while ``cmd`` ran, its wall-clock time, commits meanwhile) on a fresh
     copy of ``board``; without ``cmd``, 3 s of the writer alone."""
     import json
-    import shutil
 
     live = WORK / "writer-live.db"
     for suffix in ("", "-journal", "-wal", "-shm"):

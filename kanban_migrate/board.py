@@ -308,17 +308,22 @@ def apply_journal_mode(conn: sqlite3.Connection, *, sqlite_version: tuple[int, .
         return str(conn.execute("PRAGMA journal_mode=DELETE").fetchone()[0]).lower()
 
 
+#: The application's journal_size_limit (spec section 2): a WAL above it is one it did not trim.
+JOURNAL_SIZE_LIMIT = 8 * 1024 * 1024
+#: The application's per-connection PRAGMAs besides busy_timeout, journal_mode and foreign_keys
+#: (spec section 2); the tests' and benchmarks' stand-in writers use them too.
+APP_PRAGMAS = ("synchronous=FULL", "wal_autocheckpoint=100", f"journal_size_limit={JOURNAL_SIZE_LIMIT}",
+               "secure_delete=ON", "cell_size_check=ON")
+
+
 def apply_settings(conn: sqlite3.Connection, *, busy_timeout: float, foreign_keys: bool = True) -> str:
     """The application's per-connection settings (spec section 2); returns the journal mode
     (:func:`apply_journal_mode`)."""
     conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
     mode = apply_journal_mode(conn)
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("PRAGMA wal_autocheckpoint=100")
-    conn.execute("PRAGMA journal_size_limit=8388608")
     conn.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
-    conn.execute("PRAGMA secure_delete=ON")
-    conn.execute("PRAGMA cell_size_check=ON")
+    for pragma in APP_PRAGMAS:
+        conn.execute(f"PRAGMA {pragma}")
     return mode
 
 

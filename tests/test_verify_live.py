@@ -32,8 +32,8 @@ WRITER = r"""
 import os, sqlite3, sys, time
 path, ready, stop = sys.argv[1], sys.argv[2], sys.argv[3]
 conn = sqlite3.connect(path, timeout=120, isolation_level=None)
-for p in ("busy_timeout=120000", "synchronous=FULL", "wal_autocheckpoint=100", "journal_size_limit=8388608",
-          "foreign_keys=ON", "secure_delete=ON", "cell_size_check=ON"):
+from kanban_migrate.board import APP_PRAGMAS  # the application's settings
+for p in ("busy_timeout=120000", "foreign_keys=ON", *APP_PRAGMAS):
     conn.execute("PRAGMA " + p)
 wal = conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 n = 0

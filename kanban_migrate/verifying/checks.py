@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..board import MAGIC, VERSION_TABLE, sidecar
+from ..board import JOURNAL_SIZE_LIMIT, MAGIC, VERSION_TABLE, sidecar
 from ..schema import INTERNAL_TABLES, Difference, Schema, quote
 from ..backup import QUARANTINE_KEEP
 from .model import HINT_UPGRADE, Examples, Finding, excerpt
@@ -27,7 +27,7 @@ HINT_CHECKPOINT = ("checkpoint it while the board is idle: "
 HINT_NEWER = "this board was stamped by a newer kanban-migrate: upgrade kanban-migrate itself"
 
 #: A WAL larger than the application's journal_size_limit (spec section 2) is "large".
-WAL_LARGE_BYTES = 8 * 1024 * 1024
+WAL_LARGE_BYTES = JOURNAL_SIZE_LIMIT
 #: Uncheckpointed frames older than this are "stale" (the dispatcher checkpoints every 300 s).
 WAL_STALE_SECONDS = 3600
 #: The frame walk reads every frame in Python; beyond this size only the header is read.
